@@ -1,0 +1,71 @@
+"""Training history: what a fit records per batch and per epoch."""
+
+import numpy as np
+
+__all__ = ["History"]
+
+
+class History:
+    """Record of a training run, filled by :meth:`MLPClassifier.fit`.
+
+    Per batch (one row per epoch, one column per batch):
+
+    ``batch_cost``       LogLoss of the batch plus its regularisation term
+    ``batch_reg_share``  regularisation term / batch cost (the seeds'
+                         "rel. reg. contrib. to batch costs")
+
+    Per epoch (one entry per epoch, ``nan`` where not measured):
+
+    ``cost``            mean batch cost over the epoch
+    ``reg_share``       mean relative regularisation share over the batches
+    ``train_acc``       training accuracy: batch-averaged or full, see
+                        ``train_acc_kind``
+    ``test_acc``        accuracy on the validation data (every
+                        ``eval_period`` epochs)
+    ``learning_rate``   rate used in the epoch
+    ``mean_abs_weight`` mean |W| of each weight matrix (bias excluded) after
+                        the epoch, a list per epoch
+    ``train_time``      seconds in the batch loop (gather, forward, backward,
+                        update)
+    ``eval_time``       seconds spent on full-set predictions
+    ``epoch_time``      wall seconds of the whole epoch
+    """
+
+    PER_EPOCH = ("cost", "reg_share", "train_acc", "test_acc", "learning_rate",
+                 "mean_abs_weight", "train_time", "eval_time", "epoch_time")
+
+    def __init__(self, train_acc_kind="batch"):
+        self.train_acc_kind = train_acc_kind
+        self.epochs = []
+        self.batch_cost = []
+        self.batch_reg_share = []
+        for key in self.PER_EPOCH:
+            setattr(self, key, [])
+
+    def __len__(self):
+        return len(self.epochs)
+
+    def _append(self, epoch, batch_cost, batch_reg_share, **values):
+        self.epochs.append(int(epoch))
+        self.batch_cost.append(np.asarray(batch_cost, dtype=np.float64))
+        self.batch_reg_share.append(np.asarray(batch_reg_share, dtype=np.float64))
+        for key in self.PER_EPOCH:
+            getattr(self, key).append(values.get(key, float("nan")))
+
+    def to_dict(self):
+        """Return the history as plain Python lists and floats (JSON-ready)."""
+        out = {"train_acc_kind": self.train_acc_kind, "epochs": list(self.epochs),
+               "batch_cost": [c.tolist() for c in self.batch_cost],
+               "batch_reg_share": [c.tolist() for c in self.batch_reg_share]}
+        for key in self.PER_EPOCH:
+            vals = getattr(self, key)
+            out[key] = [[float(x) for x in v] if isinstance(v, (list, tuple, np.ndarray))
+                        else float(v) for v in vals]
+        return out
+
+    def __repr__(self):
+        if not self.epochs:
+            return "History(empty)"
+        last = len(self.epochs) - 1
+        return (f"History({len(self.epochs)} epochs, last cost {self.cost[last]:.4g}, "
+                f"train_acc {self.train_acc[last]:.4f}, test_acc {self.test_acc[last]:.4f})")

@@ -1,0 +1,368 @@
+"""The MLP classifier: data preparation, the epoch loop and the history.
+
+Flow: data -> model (weights, layout) -> backend kernels -> history.  This
+module validates and standardises the data, initialises the weights, runs
+the epoch loop and records the history; a backend object (NumPy or compiled)
+does every per-batch computation.  The model does not know which backend it
+drives beyond its name.
+"""
+
+import time
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from . import _numpy_backend
+from ._history import History
+from ._validation import (check_X, check_choice, check_nonneg_float,
+                          check_positive_int, check_y)
+
+__all__ = ["MLPClassifier", "lr_schedule"]
+
+BACKENDS = ("numpy",)
+TRAIN_ACC_KINDS = ("batch", "full", "none")
+
+
+def _backend_module(name):
+    if name == "numpy":
+        return _numpy_backend
+    raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+
+
+def lr_schedule(learning_rate, lr_decay, epochs, start_epoch=0):
+    """Learning rate used in each epoch, as the seeds decay it.
+
+    At the start of epoch ``e`` (counted from 0 over the model's life) the rate
+    is divided by ``1 + lr_decay * e``.  With learning_rate 0.001 and lr_decay
+    1e-6 the rate in the 35th epoch is 0.0009994051838157095, the figure the
+    seeds print.  Returns a float64 array of length ``epochs`` for epochs
+    ``start_epoch .. start_epoch + epochs - 1``.
+    """
+    rate = float(learning_rate)
+    out = np.empty(epochs)
+    for e in range(start_epoch + epochs):
+        rate /= 1.0 + lr_decay * e
+        if e >= start_epoch:
+            out[e - start_epoch] = rate
+    return out
+
+
+class MLPClassifier:
+    """Multilayer perceptron with sigmoid units trained on the LogLoss.
+
+    The network of the seeds: sigmoid hidden and output layers, binary
+    cross-entropy summed over the output nodes and over the samples of a
+    mini-batch ("LogLoss"), L2 and L1 regularisation of the non-bias weights,
+    momentum, a learning rate that decays per epoch, and mini-batches drawn
+    from a fresh permutation every epoch.  Inputs are standardised with
+    statistics of the training data, and all arithmetic is float32.
+
+    Each weight matrix is ``(n_out, 1 + n_in)`` with the bias weights in column
+    0 (``coefs_``).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default (70, 30)
+        Nodes per hidden layer; input and output sizes come from the data.
+        Seeds: ``ay_nodes_layers = [0, 70, 30, 0]``.
+    epochs : int, default 35
+        Seeds: ``n_epochs``.
+    batch_size : int, default 500
+        Samples per mini-batch; the last batch of an epoch holds the
+        remainder.  A batch size above the number of samples means one batch
+        of all samples.  Seeds: ``n_size_mini_batch``.
+    learning_rate : float, default 0.001
+        Seeds: ``learn_rate``.
+    lr_decay : float, default 1e-6
+        At the start of epoch e the rate is divided by ``1 + lr_decay * e``.
+        Seeds: ``decrease_const``.
+    momentum : float, default 5e-5
+        ``W -= lr G + momentum dW_prev``.  Seeds: ``mom_rate``.
+    l2 : float, default 0.01
+        L2 factor; adds ``l2/2 sum W^2`` to each batch cost.  Seeds:
+        ``lambda2_reg``.
+    l1 : float, default 0.0
+        L1 factor; adds ``l1 sum |W|`` to each batch cost.  Seeds:
+        ``lambda1_reg``.
+    init_factor : float, default 2.0
+        Initial weights are uniform in ``+-0.5 sqrt(1/n_in) init_factor``.
+        Seeds: ``init_weight_fact`` with ``init_weight_meth = "sqrt_nodes"``.
+    shuffle : bool, default True
+        Draw a new permutation of the samples every epoch.  Seeds:
+        ``b_shuffle_batches``.
+    standardize : bool, default True
+        Standardise inputs with the training data's mean and standard
+        deviation (scikit-learn ``StandardScaler``).
+    train_accuracy : {"batch", "full", "none"}, default "batch"
+        "batch": average the accuracy of each batch's own forward outputs
+        during the epoch (cheap).  "full": predict the whole training set
+        every ``eval_period`` epochs.  Seeds: ``b_predictions_train``.
+    eval_period : int, default 1
+        Epochs between full-set accuracy measurements (training set when
+        ``train_accuracy="full"``, validation data when given).  Seeds:
+        ``prediction_train_period`` / ``prediction_test_period``.
+    backend : {"numpy"}, default "numpy"
+        Which kernels run the training step.
+    n_threads : int or None, default None
+        Limit the BLAS threads used during fit and predict (None: leave the
+        library's default).
+    random_state : int, numpy Generator or None, default None
+        Seeds the weight initialisation and the permutations: the same value
+        gives the same run.
+    verbose : int, default 0
+        1 prints one line per epoch.
+
+    Attributes
+    ----------
+    coefs_ : list of ndarray
+        Weight matrices ``(n_out, 1 + n_in)`` float32, bias in column 0.
+    classes_ : ndarray
+        The class labels, in the order of the output nodes.
+    layers_ : tuple of int
+        Nodes per layer, input to output, e.g. (784, 70, 30, 10).
+    mean_, scale_ : ndarray
+        Standardisation statistics of the training data (float32).
+    history_ : History
+        Per-batch and per-epoch record of the training.
+    n_iter_ : int
+        Epochs trained so far.
+    learning_rate_ : float
+        Rate used in the last epoch.
+    """
+
+    def __init__(self, hidden_layer_sizes=(70, 30), *, epochs=35, batch_size=500,
+                 learning_rate=0.001, lr_decay=1e-6, momentum=5e-5, l2=0.01,
+                 l1=0.0, init_factor=2.0, shuffle=True, standardize=True,
+                 train_accuracy="batch", eval_period=1, backend="numpy",
+                 n_threads=None, random_state=None, verbose=0):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.momentum = momentum
+        self.l2 = l2
+        self.l1 = l1
+        self.init_factor = init_factor
+        self.shuffle = shuffle
+        self.standardize = standardize
+        self.train_accuracy = train_accuracy
+        self.eval_period = eval_period
+        self.backend = backend
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self):
+        hidden = self.hidden_layer_sizes
+        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        try:
+            hidden = tuple(hidden)
+        except TypeError:
+            raise TypeError("hidden_layer_sizes must be a tuple of ints, got "
+                            f"{self.hidden_layer_sizes!r}") from None
+        hidden = tuple(check_positive_int("hidden_layer_sizes entries", h) for h in hidden)
+        p = dict(
+            hidden=hidden,
+            epochs=check_positive_int("epochs", self.epochs),
+            batch_size=check_positive_int("batch_size", self.batch_size),
+            learning_rate=check_nonneg_float("learning_rate", self.learning_rate,
+                                             allow_zero=False),
+            lr_decay=check_nonneg_float("lr_decay", self.lr_decay),
+            momentum=check_nonneg_float("momentum", self.momentum),
+            l2=check_nonneg_float("l2", self.l2),
+            l1=check_nonneg_float("l1", self.l1),
+            init_factor=check_nonneg_float("init_factor", self.init_factor,
+                                           allow_zero=False),
+            train_accuracy=check_choice("train_accuracy", self.train_accuracy,
+                                        TRAIN_ACC_KINDS),
+            eval_period=check_positive_int("eval_period", self.eval_period),
+            backend=check_choice("backend", self.backend, BACKENDS),
+        )
+        if self.n_threads is not None:
+            p["n_threads"] = check_positive_int("n_threads", self.n_threads)
+        else:
+            p["n_threads"] = None
+        return p
+
+    # ------------------------------------------------------------- data prep
+    def _standardized(self, X, fit=False):
+        """Return a fresh C-ordered float32 copy of X, standardised."""
+        X32 = np.array(X, dtype=np.float32, order="C", copy=True)
+        if fit:
+            if self.standardize:
+                # statistics from StandardScaler (float64 accumulation, scale 1
+                # for constant features); the transform is done here in place
+                # on our own copy instead of letting the scaler copy again
+                scaler = StandardScaler().fit(X32)
+                self.mean_ = scaler.mean_.astype(np.float32)
+                self.scale_ = scaler.scale_.astype(np.float32)
+            else:
+                self.mean_ = np.zeros(X32.shape[1], np.float32)
+                self.scale_ = np.ones(X32.shape[1], np.float32)
+        X32 -= self.mean_
+        X32 /= self.scale_
+        return X32
+
+    def _encode(self, y):
+        """Map labels to output-node indices; unknown labels raise."""
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        bad = self.classes_[idx] != y
+        if np.any(bad):
+            raise ValueError(f"y contains labels not seen in fit: {np.unique(y[bad])[:5]}")
+        return idx
+
+    def _one_hot(self, idx):
+        Y = np.zeros((idx.shape[0], len(self.classes_)), np.float32)
+        Y[np.arange(idx.shape[0]), idx] = 1.0
+        return Y
+
+    def _init_weights(self, rng):
+        weights = []
+        for n_in, n_out in zip(self.layers_[:-1], self.layers_[1:]):
+            r = 0.5 * np.sqrt(1.0 / n_in) * self._params["init_factor"]
+            weights.append(rng.uniform(-r, r, size=(n_out, 1 + n_in)).astype(np.float32))
+        return weights
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y, validation_data=None):
+        """Train a new network on (X, y) for ``epochs`` epochs.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            Any real dtype and memory layout; never modified.
+        y : array-like (n_samples,)
+            Class labels (any sortable type); at least two classes.
+        validation_data : (X_val, y_val), optional
+            Evaluated every ``eval_period`` epochs into ``history_.test_acc``.
+
+        Returns
+        -------
+        self
+        """
+        p = self._params = self._check_params()
+        X = check_X(X)
+        y = check_y(y, X.shape[0])
+        classes = np.unique(y)
+        if classes.shape[0] < 2:
+            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier "
+                             "needs at least two")
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+        self.layers_ = (X.shape[1],) + p["hidden"] + (classes.shape[0],)
+        self._rng = np.random.default_rng(self.random_state)
+        self.coefs_ = self._init_weights(self._rng)
+        self._velocities = [np.zeros_like(W) for W in self.coefs_]
+        self.n_iter_ = 0
+        self.history_ = History(p["train_accuracy"])
+        Xs = self._standardized(X, fit=True)
+        y_idx = self._encode(y)
+        val = None
+        if validation_data is not None:
+            Xv, yv = validation_data
+            Xv = check_X(Xv, "validation X", self.n_features_in_)
+            yv = check_y(yv, Xv.shape[0], "validation y")
+            val = (self._standardized(Xv), self._encode(yv))
+        self._train(Xs, y_idx, p["epochs"], val)
+        return self
+
+    def _train(self, Xs, y_idx, epochs, val):
+        p = self._params
+        n = Xs.shape[0]
+        batch = min(p["batch_size"], n)
+        Y = self._one_hot(y_idx)
+        mod = _backend_module(p["backend"])
+        rates = lr_schedule(self.learning_rate, p["lr_decay"], epochs, self.n_iter_)
+        n_batches = -(-n // batch)
+        with threadpool_limits(limits=p["n_threads"], user_api="blas"):
+            trainer = mod.Backend(Xs, Y, self.coefs_, self._velocities, batch,
+                                       p["l2"], p["l1"], p["momentum"], p["n_threads"])
+            costs = np.empty(n_batches)
+            regs = np.empty(n_batches)
+            for e in range(epochs):
+                t0 = time.perf_counter()
+                order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+                correct = 0
+                for b in range(n_batches):
+                    idx = order[b * batch:(b + 1) * batch]
+                    cost, reg, ok = trainer.train_batch(idx, rates[e])
+                    costs[b] = cost + reg
+                    regs[b] = reg
+                    correct += ok
+                t1 = time.perf_counter()
+                self.n_iter_ += 1
+                self.learning_rate_ = float(rates[e])
+                record = dict(cost=float(costs.mean()),
+                              learning_rate=self.learning_rate_,
+                              train_time=t1 - t0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    share = np.where(costs > 0, regs / costs, 0.0)
+                record["reg_share"] = float(share.mean())
+                due = (self.n_iter_ % p["eval_period"] == 0) or e == epochs - 1
+                if p["train_accuracy"] == "batch":
+                    record["train_acc"] = correct / n
+                elif p["train_accuracy"] == "full" and due:
+                    record["train_acc"] = self._accuracy(Xs, y_idx)
+                if val is not None and due:
+                    record["test_acc"] = self._accuracy(*val)
+                record["mean_abs_weight"] = [float(np.abs(W[:, 1:]).mean())
+                                             for W in self.coefs_]
+                t2 = time.perf_counter()
+                record["eval_time"] = t2 - t1
+                record["epoch_time"] = t2 - t0
+                self.history_._append(self.n_iter_ - 1, costs, share, **record)
+                if self.verbose:
+                    self._print_epoch(record)
+        return self
+
+    def _print_epoch(self, r):
+        parts = [f"epoch {self.n_iter_:4d}", f"cost {r['cost']:10.4f}",
+                 f"reg share {r['reg_share']:.4f}"]
+        if "train_acc" in r:
+            parts.append(f"train acc {r['train_acc']:.4f}")
+        if "test_acc" in r:
+            parts.append(f"test acc {r['test_acc']:.4f}")
+        parts.append(f"lr {r['learning_rate']:.6g}")
+        parts.append(f"{r['epoch_time']:.3f} s")
+        print("  ".join(parts), flush=True)
+
+    # --------------------------------------------------------------- predict
+    def _check_fitted(self):
+        if not hasattr(self, "coefs_"):
+            raise RuntimeError("this MLPClassifier is not fitted yet; call fit first")
+
+    def _outputs(self, Xs):
+        out = np.empty((Xs.shape[0], len(self.classes_)), np.float32)
+        mod = _backend_module(self._params["backend"])
+        with threadpool_limits(limits=self._params["n_threads"], user_api="blas"):
+            mod.predict_proba(Xs, self.coefs_, out)
+        return out
+
+    def _accuracy(self, Xs, y_idx):
+        return float(np.mean(self._outputs(Xs).argmax(axis=1) == y_idx))
+
+    def predict_outputs(self, X):
+        """Raw sigmoid outputs of the output layer, shape (n_samples, n_classes)."""
+        self._check_fitted()
+        return self._outputs(self._standardized(check_X(X, n_features=self.n_features_in_)))
+
+    def predict_proba(self, X):
+        """Class probabilities: the sigmoid outputs normalised to sum to 1 per row."""
+        out = self.predict_outputs(X)
+        out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(np.float32).tiny)
+        return out
+
+    def predict(self, X):
+        """Predicted class label for each row of X."""
+        return self.classes_[self.predict_outputs(X).argmax(axis=1)]
+
+    def score(self, X, y):
+        """Accuracy of ``predict(X)`` against ``y``."""
+        X = check_X(X, n_features=getattr(self, "n_features_in_", None))
+        y = check_y(y, X.shape[0])
+        return float(np.mean(self.predict(X) == y))

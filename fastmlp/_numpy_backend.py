@@ -1,0 +1,238 @@
+"""NumPy reference backend: the seeds' optimised NumPy form of one training step.
+
+Design
+------
+Every kernel here has a compiled twin in :mod:`fastmlp._kernels` with the same
+signature and meaning; the tests run both on the same inputs.  Kernels write
+into buffers the caller allocated (``# OUT``); :class:`NumpyBackend` allocates
+those buffers once per fit, sized for the largest batch, and every batch uses
+leading row slices of them.
+
+Layout: samples are rows.  A batch of layer outputs ``A`` is a C-ordered
+``(batch, n_nodes)`` float32 array; a weight matrix ``W`` is C-ordered
+``(n_out, 1 + n_in)`` with the bias weights in column 0.  ``W[:, 1:]`` is a
+strided view (row stride ``1 + n_in``) that ``np.matmul`` hands to BLAS as it
+is: no ones-column is ever appended to ``A`` and no bias-free copy of ``W`` is
+made.  (``np.dot`` copies such a view and ``np.matmul`` into a strided ``out``
+allocates a temporary, so the gradient goes to a contiguous buffer ``Gw`` and
+the bias gradient to ``gb``.)
+
+The maths, per layer ``l`` (``L`` is the output layer)::
+
+    forward   A_l = sigmoid(A_{l-1} . W_l[:, 1:]^T + W_l[:, 0])
+    output    delta_L = A_L - Y                      (sigmoid + LogLoss)
+    hidden    delta_l = (delta_{l+1} . W_{l+1}[:, 1:]) * A_l * (1 - A_l)
+    gradient  Gw_l = delta_l^T . A_{l-1} + l2 W_l[:, 1:] + l1 sign(W_l[:, 1:])
+              gb_l = sum over the batch of delta_l
+    update    dW = lr G_l;  W_l -= dW + momentum dW_prev;  dW_prev = dW
+
+No delta is computed for the input layer.
+"""
+
+import numpy as np
+from scipy.special import expit
+
+__all__ = [
+    "forward_layer",
+    "output_delta",
+    "hidden_delta",
+    "gradient_update",
+    "regularization_cost",
+    "predict_proba",
+    "NumpyBackend",
+]
+
+_TINY = np.float32(np.finfo(np.float32).tiny)
+
+
+def forward_layer(A_prev, W, A_out):
+    """A_out := sigmoid(A_prev . W[:, 1:]^T + W[:, 0]).
+
+    A_prev : (B, n_in) float32          # IN
+    W      : (n_out, 1 + n_in) float32  # IN
+    A_out  : (B, n_out) float32, C      # OUT
+    """
+    np.matmul(A_prev, W[:, 1:].T, out=A_out)
+    A_out += W[:, 0]
+    expit(A_out, out=A_out)
+
+
+def output_delta(A_L, Y, delta_out, tmp):
+    """delta_out := A_L - Y; return (LogLoss summed over the batch, n correct).
+
+    A_L       : (B, K) float32, sigmoid outputs     # IN
+    Y         : (B, K) float32, one-hot targets      # IN
+    delta_out : (B, K) float32                       # OUT
+    tmp       : (B, K) float32 scratch               # OUT (clobbered)
+
+    LogLoss is -sum(y log a + (1 - y) log(1 - a)); with one-hot ``Y`` each
+    term is log(a) where y = 1 and log(1 - a) where y = 0.  The argument of
+    the log is clipped at the smallest normal float32, so a saturated output
+    gives a large finite cost instead of inf.  A sample is correct when the
+    first maximum of its outputs is at its target class.
+    """
+    np.subtract(A_L, Y, out=delta_out)
+    np.subtract(1.0, A_L, out=tmp)
+    np.copyto(tmp, A_L, where=Y > 0.5)
+    np.maximum(tmp, _TINY, out=tmp)
+    np.log(tmp, out=tmp)
+    cost = -float(tmp.sum(dtype=np.float64))
+    correct = int(np.count_nonzero(A_L.argmax(axis=1) == Y.argmax(axis=1)))
+    return cost, correct
+
+
+def hidden_delta(delta_next, W_next, A, delta_out, tmp):
+    """delta_out := (delta_next . W_next[:, 1:]) * A * (1 - A).
+
+    The sigmoid-derivative delta: the derivative comes from the forward
+    output ``A`` (sigmoid(Z) is never recomputed) and the bias column of
+    ``W_next`` is skipped by slicing.
+
+    delta_next : (B, n_next) float32         # IN
+    W_next     : (n_next, 1 + n) float32     # IN
+    A          : (B, n) float32              # IN
+    delta_out  : (B, n) float32, C           # OUT
+    tmp        : (B, n) float32 scratch      # OUT (clobbered)
+    """
+    np.matmul(delta_next, W_next[:, 1:], out=delta_out)
+    np.subtract(1.0, A, out=tmp)
+    delta_out *= A
+    delta_out *= tmp
+
+
+def regularization_cost(W, l2, l1):
+    """Return l2/2 sum(W[:, 1:]^2) + l1 sum|W[:, 1:]| (bias column excluded)."""
+    Ww = W[:, 1:]
+    cost = 0.0
+    if l2 > 0.0:
+        cost += 0.5 * l2 * float(np.einsum("ij,ij->", Ww, Ww, dtype=np.float64))
+    if l1 > 0.0:
+        cost += l1 * float(np.abs(Ww).sum(dtype=np.float64))
+    return cost
+
+
+def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp):
+    """Regularised batch gradient, then the momentum update of ``W``.
+
+    Gw := delta^T . A_prev + l2 W[:, 1:] + l1 sign(W[:, 1:]);  gb := sum_b delta
+    dW := lr [gb | Gw];  W -= dW + momentum dW_prev;  dW_prev := dW
+
+    delta   : (B, n_out) float32                # IN
+    A_prev  : (B, n_in) float32                 # IN
+    W       : (n_out, 1 + n_in) float32, C      # IN/OUT
+    dW_prev : (n_out, 1 + n_in) float32, C      # IN/OUT
+    Gw      : (n_out, n_in) float32, C          # OUT (holds lr*gradient after)
+    gb      : (n_out,) float32                  # OUT (holds lr*bias gradient)
+    tmp     : (n_out, n_in) float32 scratch     # OUT (clobbered)
+
+    Terms whose lambda is 0 are not computed.
+    """
+    np.matmul(delta.T, A_prev, out=Gw)
+    np.sum(delta, axis=0, out=gb)
+    Ww = W[:, 1:]
+    if l2 > 0.0:
+        np.multiply(Ww, np.float32(l2), out=tmp)
+        Gw += tmp
+    if l1 > 0.0:
+        np.sign(Ww, out=tmp)
+        tmp *= np.float32(l1)
+        Gw += tmp
+    lr = np.float32(lr)
+    Gw *= lr
+    gb *= lr
+    mom = np.float32(momentum)
+    for dw, w, prev in ((Gw, Ww, dW_prev[:, 1:]), (gb, W[:, 0], dW_prev[:, 0])):
+        prev *= mom
+        prev += dw          # dW + momentum dW_prev
+        w -= prev
+        prev[...] = dw
+
+
+def predict_proba(X, weights, out, block_rows=4096):
+    """out := network outputs for every row of X, computed in row blocks.
+
+    X       : (n, n_in) float32                     # IN
+    weights : list of (n_out, 1 + n_in) float32     # IN
+    out     : (n, K) float32, C                     # OUT
+
+    The block buffers are allocated once per call, not per block.
+    """
+    n = X.shape[0]
+    widths = [W.shape[0] for W in weights[:-1]]
+    bufs = [np.empty((min(block_rows, n), w), np.float32) for w in widths]
+    for s in range(0, n, block_rows):
+        e = min(n, s + block_rows)
+        A = X[s:e]
+        for W, buf in zip(weights[:-1], bufs):
+            nxt = buf[: e - s]
+            forward_layer(A, W, nxt)
+            A = nxt
+        forward_layer(A, weights[-1], out[s:e])
+    return out
+
+
+class NumpyBackend:
+    """One fit's training state for the NumPy kernels.
+
+    Parameters
+    ----------
+    X : (n, n_in) float32, C-ordered        standardised training inputs
+    Y : (n, K) float32, C-ordered           one-hot targets
+    weights : list of (n_out, 1 + n_in) float32, C-ordered, updated in place
+    velocities : list like ``weights``      last step's dW, updated in place
+    batch_size : int                        largest batch that will be passed
+    l2, l1, momentum : float
+    n_threads : ignored (NumPy's BLAS threads are set by the caller)
+
+    All buffers are allocated here, once; :meth:`train_batch` only writes
+    into leading row slices of them.
+    """
+
+    name = "numpy"
+
+    def __init__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
+                 n_threads=None):
+        self.X, self.Y = X, Y
+        self.weights, self.velocities = weights, velocities
+        self.l2, self.l1, self.momentum = float(l2), float(l1), float(momentum)
+        B = int(batch_size)
+        f32 = np.float32
+        self._Xb = np.empty((B, X.shape[1]), f32)
+        self._Yb = np.empty((B, Y.shape[1]), f32)
+        self._A = [np.empty((B, W.shape[0]), f32) for W in weights]
+        self._D = [np.empty((B, W.shape[0]), f32) for W in weights]
+        self._T = [np.empty((B, W.shape[0]), f32) for W in weights]
+        self._Gw = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
+        self._gb = [np.empty(W.shape[0], f32) for W in weights]
+        self._Wt = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
+
+    def train_batch(self, idx, lr):
+        """Train on rows ``idx`` of X; return (LogLoss, regularisation cost, n correct).
+
+        The costs are those of the weights before this step's update.
+        """
+        b = idx.shape[0]
+        Xb, Yb = self._Xb[:b], self._Yb[:b]
+        np.take(self.X, idx, axis=0, out=Xb)
+        np.take(self.Y, idx, axis=0, out=Yb)
+        Ws = self.weights
+        A = [Xb] + [a[:b] for a in self._A]
+        D = [d[:b] for d in self._D]
+        T = [t[:b] for t in self._T]
+        for l, W in enumerate(Ws):
+            forward_layer(A[l], W, A[l + 1])
+        cost, correct = output_delta(A[-1], Yb, D[-1], T[-1])
+        reg = 0.0
+        if self.l2 > 0.0 or self.l1 > 0.0:
+            for W in Ws:
+                reg += regularization_cost(W, self.l2, self.l1)
+        for l in range(len(Ws) - 1, 0, -1):
+            hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1])
+        for l, W in enumerate(Ws):
+            gradient_update(D[l], A[l], W, self.velocities[l], lr, self.l2,
+                            self.l1, self.momentum, self._Gw[l], self._gb[l],
+                            self._Wt[l])
+        return cost, reg, correct
+
+
+Backend = NumpyBackend

@@ -1,0 +1,88 @@
+"""Input checks shared by the model and the kernels' callers.
+
+Each check raises ValueError (or TypeError for a wrong type) with a message
+that names the argument and the problem.  None of them modifies its input.
+"""
+
+import numbers
+
+import numpy as np
+
+
+def check_positive_int(name, value, minimum=1):
+    """Return ``value`` as int, or raise if it is not an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_nonneg_float(name, value, allow_zero=True):
+    """Return ``value`` as float, or raise if it is not a finite number >= 0 (> 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0.0 or (value == 0.0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """Return ``value`` if it is one of ``choices``, else raise naming them."""
+    if value not in choices:
+        opts = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {opts}; got {value!r}")
+    return value
+
+
+def check_X(X, name="X", n_features=None):
+    """Validate a feature matrix; return it as a float32 array (a view if possible).
+
+    Accepts any 2-D array-like of real numbers (ints, float64, F-ordered,
+    strided, read-only, memory-mapped).  Rejects anything not 2-D, empty,
+    non-numeric, NaN or infinite values, and a feature count different from
+    ``n_features`` when given.  The result may share memory with ``X``: the
+    caller must copy before writing to it.
+    """
+    arr = np.asarray(X)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: 0 samples")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted "
+                         f"with {n_features}")
+    arr32 = arr.astype(np.float32, copy=False)
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr32)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            raise ValueError(f"{name} contains NaN or infinity (first at row {bad[0]}, "
+                             f"column {bad[1]}: {arr[bad[0], bad[1]]}); remove or "
+                             f"impute these values")
+    return arr32
+
+
+def check_y(y, n_samples, name="y"):
+    """Validate a label vector of length ``n_samples``; return it as an ndarray."""
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n_samples} samples")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    if arr.dtype == object and any(v is None for v in arr):
+        raise ValueError(f"{name} contains None")
+    return arr
