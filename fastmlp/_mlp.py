@@ -10,6 +10,7 @@ drives beyond its name.
 import time
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
@@ -334,7 +335,7 @@ class MLPClassifier:
     # --------------------------------------------------------------- predict
     def _check_fitted(self):
         if not hasattr(self, "coefs_"):
-            raise RuntimeError("this MLPClassifier is not fitted yet; call fit first")
+            raise NotFittedError("this MLPClassifier is not fitted yet; call fit first")
 
     def _outputs(self, Xs):
         out = np.empty((Xs.shape[0], len(self.classes_)), np.float32)
@@ -359,6 +360,7 @@ class MLPClassifier:
 
     def predict(self, X):
         """Predicted class label for each row of X."""
+        self._check_fitted()
         return self.classes_[self.predict_outputs(X).argmax(axis=1)]
 
     def score(self, X, y):

@@ -130,17 +130,18 @@ def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp
     np.matmul(delta.T, A_prev, out=Gw)
     np.sum(delta, axis=0, out=gb)
     Ww = W[:, 1:]
+    real = W.dtype.type        # float32 in training; float64 in gradient tests
     if l2 > 0.0:
-        np.multiply(Ww, np.float32(l2), out=tmp)
+        np.multiply(Ww, real(l2), out=tmp)
         Gw += tmp
     if l1 > 0.0:
         np.sign(Ww, out=tmp)
-        tmp *= np.float32(l1)
+        tmp *= real(l1)
         Gw += tmp
-    lr = np.float32(lr)
+    lr = real(lr)
     Gw *= lr
     gb *= lr
-    mom = np.float32(momentum)
+    mom = real(momentum)
     for dw, w, prev in ((Gw, Ww, dW_prev[:, 1:]), (gb, W[:, 0], dW_prev[:, 0])):
         prev *= mom
         prev += dw          # dW + momentum dW_prev
@@ -213,8 +214,10 @@ class NumpyBackend:
         """
         b = idx.shape[0]
         Xb, Yb = self._Xb[:b], self._Yb[:b]
-        np.take(self.X, idx, axis=0, out=Xb)
-        np.take(self.Y, idx, axis=0, out=Yb)
+        # mode="clip": the indices are valid by construction, and the default
+        # mode="raise" gathers into a hidden temporary before copying to out
+        np.take(self.X, idx, axis=0, out=Xb, mode="clip")
+        np.take(self.Y, idx, axis=0, out=Yb, mode="clip")
         Ws = self.weights
         A = [Xb] + [a[:b] for a in self._A]
         D = [d[:b] for d in self._D]

@@ -1,0 +1,65 @@
+"""An independent float64 statement of the seeds' maths, for the tests.
+
+Written as directly as possible (no buffers, no slicing tricks) so that the
+backends' optimised forms are checked against the plain definitions.
+"""
+
+import numpy as np
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def forward(weights, X):
+    """List of layer outputs [X, A_1, ..., A_L] in float64."""
+    A = [np.asarray(X, np.float64)]
+    for W in weights:
+        W = np.asarray(W, np.float64)
+        ones = np.ones((A[-1].shape[0], 1))
+        A.append(sigmoid(np.hstack([ones, A[-1]]) @ W.T))
+    return A
+
+
+def loss(weights, X, Y, l2=0.0, l1=0.0):
+    """LogLoss summed over outputs and samples, plus the regularisation."""
+    a = forward(weights, X)[-1]
+    Y = np.asarray(Y, np.float64)
+    data = -np.sum(Y * np.log(a) + (1.0 - Y) * np.log(1.0 - a))
+    reg = 0.0
+    for W in weights:
+        w = np.asarray(W, np.float64)[:, 1:]
+        reg += 0.5 * l2 * np.sum(w * w) + l1 * np.sum(np.abs(w))
+    return data, reg
+
+
+def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6):
+    """Central finite differences of loss() for every weight, float64."""
+    weights = [np.array(W, np.float64) for W in weights]
+    grads = []
+    for W in weights:
+        G = np.zeros_like(W)
+        for idx in np.ndindex(W.shape):
+            old = W[idx]
+            W[idx] = old + eps
+            up = sum(loss(weights, X, Y, l2, l1))
+            W[idx] = old - eps
+            down = sum(loss(weights, X, Y, l2, l1))
+            W[idx] = old
+            G[idx] = (up - down) / (2 * eps)
+        grads.append(G)
+    return grads
+
+
+def random_problem(layers, batch, seed, dtype=np.float32):
+    """Weights in the seeds' init range, standardised-looking X, one-hot Y."""
+    rng = np.random.default_rng(seed)
+    weights = []
+    for n_in, n_out in zip(layers[:-1], layers[1:]):
+        r = np.sqrt(1.0 / n_in)
+        weights.append(rng.uniform(-r, r, (n_out, 1 + n_in)).astype(dtype))
+    X = rng.standard_normal((batch, layers[0])).astype(dtype)
+    labels = rng.integers(0, layers[-1], batch)
+    Y = np.zeros((batch, layers[-1]), dtype)
+    Y[np.arange(batch), labels] = 1
+    return weights, X, Y

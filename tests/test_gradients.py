@@ -1,0 +1,98 @@
+"""The NumPy backend's gradients against finite differences of the plain maths."""
+
+import numpy as np
+import pytest
+
+from fastmlp import _numpy_backend as nb
+
+from _reference import loss, numeric_gradient, random_problem
+
+
+def backend_gradients(weights, X, Y, l2, l1, dtype):
+    """Run the backend's kernels once with lr=1, momentum=0 and read the gradient."""
+    Ws = [np.array(W, dtype) for W in weights]
+    X = np.asarray(X, dtype)
+    Y = np.asarray(Y, dtype)
+    B = X.shape[0]
+    A = [X] + [np.empty((B, W.shape[0]), dtype) for W in Ws]
+    for l, W in enumerate(Ws):
+        nb.forward_layer(A[l], W, A[l + 1])
+    D = [np.empty((B, W.shape[0]), dtype) for W in Ws]
+    T = [np.empty((B, W.shape[0]), dtype) for W in Ws]
+    cost, _ = nb.output_delta(A[-1], Y, D[-1], T[-1])
+    for l in range(len(Ws) - 1, 0, -1):
+        nb.hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1])
+    grads = []
+    for l, W in enumerate(Ws):
+        Gw = np.empty((W.shape[0], W.shape[1] - 1), dtype)
+        gb = np.empty(W.shape[0], dtype)
+        tmp = np.empty_like(Gw)
+        prev = np.zeros_like(W)
+        nb.gradient_update(D[l], A[l], W, prev, 1.0, l2, l1, 0.0, Gw, gb, tmp)
+        grads.append(np.column_stack([gb, Gw]))
+    return cost, grads
+
+
+@pytest.mark.parametrize("layers", [(5, 4, 3), (6, 5, 4, 3), (4, 6, 5, 3, 2)])
+@pytest.mark.parametrize("l2,l1", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.2), (0.3, 0.2)])
+def test_gradients_equal_finite_differences_float64(layers, l2, l1):
+    weights, X, Y = random_problem(layers, batch=7, seed=len(layers))
+    numeric = numeric_gradient(weights, X, Y, l2, l1)
+    _, analytic = backend_gradients(weights, X, Y, l2, l1, np.float64)
+    for l, (g_a, g_n) in enumerate(zip(analytic, numeric)):
+        np.testing.assert_allclose(g_a, g_n, rtol=1e-6, atol=1e-7,
+                                   err_msg=f"weight matrix {l}")
+
+
+def test_gradients_float32_close_to_float64_finite_differences():
+    weights, X, Y = random_problem((8, 6, 5, 4), batch=9, seed=3)
+    numeric = numeric_gradient(weights, X, Y, 0.1, 0.05)
+    _, analytic = backend_gradients(weights, X, Y, 0.1, 0.05, np.float32)
+    for l, (g_a, g_n) in enumerate(zip(analytic, numeric)):
+        np.testing.assert_allclose(g_a, g_n, rtol=2e-4, atol=2e-5,
+                                   err_msg=f"weight matrix {l}")
+
+
+def test_bias_column_is_not_regularised():
+    weights, X, Y = random_problem((5, 4, 3), batch=6, seed=11)
+    _, plain = backend_gradients(weights, X, Y, 0.0, 0.0, np.float64)
+    _, reg = backend_gradients(weights, X, Y, 5.0, 2.0, np.float64)
+    for g0, g1, W in zip(plain, reg, weights):
+        np.testing.assert_allclose(g1[:, 0], g0[:, 0], rtol=1e-12)
+        w = np.asarray(W, np.float64)[:, 1:]
+        np.testing.assert_allclose(g1[:, 1:] - g0[:, 1:], 5.0 * w + 2.0 * np.sign(w),
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_batch_cost_is_summed_logloss():
+    weights, X, Y = random_problem((5, 4, 3), batch=6, seed=2)
+    cost, _ = backend_gradients(weights, X, Y, 0.0, 0.0, np.float64)
+    data, _ = loss(weights, X, Y)
+    assert cost == pytest.approx(data, rel=1e-12)
+    cost32, _ = backend_gradients(weights, X, Y, 0.0, 0.0, np.float32)
+    assert cost32 == pytest.approx(data, rel=1e-5)
+
+
+def test_regularization_cost_excludes_bias():
+    W = np.array([[100.0, 1.0, -2.0], [-100.0, 3.0, 0.5]], np.float32)
+    assert nb.regularization_cost(W, 0.1, 0.0) == pytest.approx(0.05 * (1 + 4 + 9 + 0.25))
+    assert nb.regularization_cost(W, 0.0, 0.2) == pytest.approx(0.2 * (1 + 2 + 3 + 0.5))
+    assert nb.regularization_cost(W, 0.0, 0.0) == 0.0
+
+
+def test_momentum_update_follows_the_seed_rule():
+    """W <- W - (lr G + mom dW_prev) and dW_prev <- lr G, including the bias."""
+    weights, X, Y = random_problem((4, 3), batch=5, seed=5, dtype=np.float64)
+    W = weights[0]
+    _, (G,) = backend_gradients(weights, X, Y, 0.2, 0.0, np.float64)
+    prev = np.random.default_rng(0).standard_normal(W.shape)
+    W_new = W.copy()
+    prev_new = prev.copy()
+    A = [X, np.empty((5, 3))]
+    nb.forward_layer(X, W_new, A[1])
+    D = np.empty((5, 3))
+    nb.output_delta(A[1], Y, D, np.empty((5, 3)))
+    nb.gradient_update(D, X, W_new, prev_new, 0.01, 0.2, 0.0, 0.9,
+                       np.empty((3, 4)), np.empty(3), np.empty((3, 4)))
+    np.testing.assert_allclose(W_new, W - (0.01 * G + 0.9 * prev), rtol=1e-12)
+    np.testing.assert_allclose(prev_new, 0.01 * G, rtol=1e-12)
