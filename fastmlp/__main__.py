@@ -1,4 +1,5 @@
-"""Command line: ``python -m fastmlp train`` trains the seed network on MNIST.
+"""Command line: ``fastmlp train`` (or ``python -m fastmlp train``) trains the
+seed network on the shipped MNIST.
 
 Exit status 0 on success; on a user mistake (bad option value, missing file)
 one line on stderr and status 2, without a traceback.
@@ -23,7 +24,7 @@ def _layers(text):
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="python -m fastmlp",
+    p = argparse.ArgumentParser(prog="fastmlp",
                                 description="Train multilayer perceptrons fast on the CPU.")
     p.add_argument("--version", action="version", version=f"fastmlp {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
