@@ -338,10 +338,9 @@ class MLPClassifier:
             raise NotFittedError("this MLPClassifier is not fitted yet; call fit first")
 
     def _outputs(self, Xs):
+        """Network outputs for standardised rows (threads as the caller set them)."""
         out = np.empty((Xs.shape[0], len(self.classes_)), np.float32)
-        mod = _backend_module(self._params["backend"])
-        with threadpool_limits(limits=self._params["n_threads"], user_api="blas"):
-            mod.predict_proba(Xs, self.coefs_, out)
+        _backend_module(self._params["backend"]).predict_proba(Xs, self.coefs_, out)
         return out
 
     def _accuracy(self, Xs, y_idx):
@@ -350,7 +349,12 @@ class MLPClassifier:
     def predict_outputs(self, X):
         """Raw sigmoid outputs of the output layer, shape (n_samples, n_classes)."""
         self._check_fitted()
-        return self._outputs(self._standardized(check_X(X, n_features=self.n_features_in_)))
+        Xs = self._standardized(check_X(X, n_features=self.n_features_in_))
+        if self._params["n_threads"] is None:
+            return self._outputs(Xs)
+        # threadpoolctl costs tens of milliseconds per use: only when asked for
+        with threadpool_limits(limits=self._params["n_threads"], user_api="blas"):
+            return self._outputs(Xs)
 
     def predict_proba(self, X):
         """Class probabilities: the sigmoid outputs normalised to sum to 1 per row."""

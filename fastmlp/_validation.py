@@ -38,13 +38,13 @@ def check_choice(name, value, choices):
 
 
 def check_X(X, name="X", n_features=None):
-    """Validate a feature matrix; return it as a float32 array (a view if possible).
+    """Validate a feature matrix; return it as an ndarray (no copy when possible).
 
-    Accepts any 2-D array-like of real numbers (ints, float64, F-ordered,
+    Accepts any 2-D array-like of real numbers (ints, float32/64, F-ordered,
     strided, read-only, memory-mapped).  Rejects anything not 2-D, empty,
     non-numeric, NaN or infinite values, and a feature count different from
-    ``n_features`` when given.  The result may share memory with ``X``: the
-    caller must copy before writing to it.
+    ``n_features`` when given.  The dtype is left as it is: the caller makes
+    the one float32 copy it trains on.
     """
     arr = np.asarray(X)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
@@ -61,15 +61,19 @@ def check_X(X, name="X", n_features=None):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted "
                          f"with {n_features}")
-    arr32 = arr.astype(np.float32, copy=False)
     if np.issubdtype(arr.dtype, np.floating):
-        finite = np.isfinite(arr32)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            raise ValueError(f"{name} contains NaN or infinity (first at row {bad[0]}, "
-                             f"column {bad[1]}: {arr[bad[0], bad[1]]}); remove or "
-                             f"impute these values")
-    return arr32
+        # fast path: a float64 sum of finite float values is finite unless
+        # they are near the float64 limit; only then look element by element
+        if not np.isfinite(arr.sum(dtype=np.float64)):
+            finite = np.isfinite(arr)
+            if not finite.all():
+                r, c = np.argwhere(~finite)[0]
+                raise ValueError(f"{name} contains NaN or infinity (first at row {r}, "
+                                 f"column {c}: {arr[r, c]}); remove or impute these values")
+        if arr.dtype.itemsize > 4 and max(arr.max(), -arr.min()) > np.finfo(np.float32).max:
+            raise ValueError(f"{name} has values beyond the float32 range "
+                             f"(|x| > {np.finfo(np.float32).max:.3g}); fastmlp computes in float32")
+    return arr
 
 
 def check_y(y, n_samples, name="y"):

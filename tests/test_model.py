@@ -250,6 +250,13 @@ def test_bad_data_is_named(digits):
     Xn[3, 5] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity.*row 3, column 5"):
         small().fit(Xn, y)
+    Xi = X.astype(np.float64)
+    Xi[7, 2] = -np.inf
+    with pytest.raises(ValueError, match="NaN or infinity.*row 7, column 2"):
+        small().fit(Xi, y)
+    Xi[7, 2] = 1e300
+    with pytest.raises(ValueError, match="float32 range"):
+        small().fit(Xi, y)
     with pytest.raises(ValueError, match="2-D"):
         small().fit(X[0], y[:1])
     with pytest.raises(ValueError, match="labels but X has"):
