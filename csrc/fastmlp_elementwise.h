@@ -1,21 +1,205 @@
-/* Elementwise passes of the fastmlp kernels, written as plain loops over
- * contiguous float32 rows so that the compiler can vectorise them without
- * -ffast-math.  The Cython module fastmlp/_kernels.pyx includes this header;
- * nothing here allocates, takes the GIL or knows about Python. */
+/* Elementwise passes of the fastmlp kernels.
+ *
+ * Plain loops over contiguous float32 rows, written so that the compiler
+ * vectorises them without -ffast-math:
+ *   - the exponential is our own (range reduction + polynomial) because the C
+ *     library's expf is a scalar call that blocks vectorisation;
+ *   - rounding to an integer uses the 1.5*2^23 trick instead of a libm call;
+ *   - NaN is kept by every clamp (comparisons, not fminf/fmaxf), so a
+ *     diverging run still shows NaN instead of a clamped number.
+ * The hot loops are compiled in several instruction-set variants
+ * (target_clones) and the best one for the running CPU is picked at load
+ * time, so the wheel stays portable (no -march=native).  The extension is
+ * built with -ffp-contract=off, so every variant rounds identically: results
+ * do not depend on the CPU the code runs on.
+ *
+ * Nothing here allocates, takes the GIL or knows about Python.
+ */
 #ifndef FASTMLP_ELEMENTWISE_H
 #define FASTMLP_ELEMENTWISE_H
 
+#include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) \
+    && !defined(FASTMLP_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
+#define FM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FM_CLONES
+#endif
+
+/* e^x for x in [-87, 88]; relative error below 2 float32 ulp.
+ * x = k ln2 + r with |r| <= ln2/2, ln2 split in a high part exact in
+ * float32 and a low part; e^r by its Taylor series to degree 7. */
+static inline float fm_exp_reduced(float x)
+{
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693145751953125f;      /* 0x3f317200: 12 low bits zero */
+    const float ln2_lo = 1.42860676533018e-06f;   /* ln2 - ln2_hi */
+    const float round_magic = 12582912.0f;        /* 1.5 * 2^23 */
+    float k = (x * log2e + round_magic) - round_magic;   /* nearest integer */
+    float r = (x - k * ln2_hi) - k * ln2_lo;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)k + 127) << 23;        /* 2^k, k in [-126, 127] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* sigmoid(z) = 1 / (1 + e^-z) for any float32 z: saturates to exactly 1 for
+ * large z and to about 1e-38 (instead of the denormal) for z below -87;
+ * NaN stays NaN. */
+static inline float fm_sigmoid(float z)
+{
+    float t = -z;
+    t = (t > 87.0f) ? 87.0f : t;
+    t = (t < -87.0f) ? -87.0f : t;
+    return 1.0f / (1.0f + fm_exp_reduced(t));
+}
+
+/* a[i] := sigmoid(a[i] + bias[i]) over one row of n outputs. */
+FM_CLONES static void fm_bias_sigmoid_row(float *restrict a, const float *restrict bias,
+                                          ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; ++i)
+        a[i] = fm_sigmoid(a[i] + bias[i]);
+}
+
+/* a[i*lda + j] := sigmoid(a[i*lda + j] + W[j*ldw]) for a block of rows: the
+ * bias is column 0 of the row-major weight matrix (stride ldw).  The bias
+ * column is first copied to `bias` (n floats of scratch) so the inner loop
+ * reads it contiguously. */
+static inline void fm_bias_sigmoid(float *a, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t lda,
+                                   const float *W, ptrdiff_t ldw, float *bias)
+{
+    for (ptrdiff_t j = 0; j < n; ++j)
+        bias[j] = W[j * ldw];
+    for (ptrdiff_t i = 0; i < rows; ++i)
+        fm_bias_sigmoid_row(a + i * lda, bias, n);
+}
 
 /* d[i] := (d[i] * a[i]) * (1 - a[i]) -- the sigmoid derivative taken from
  * the forward output a = sigmoid(z), applied to the back-propagated delta.
  * The product is grouped as NumPy's `d *= a; d *= 1 - a` groups it. */
-static inline void fm_mul_sigmoid_deriv(float *restrict d,
-                                        const float *restrict a,
-                                        ptrdiff_t n)
+FM_CLONES static void fm_mul_sigmoid_deriv(float *restrict d, const float *restrict a,
+                                           ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; ++i)
         d[i] = (d[i] * a[i]) * (1.0f - a[i]);
+}
+
+/* Sum of the partial gradients of `parts` threads (into part 0), then the
+ * regularised momentum update of one row of a weight matrix (n non-bias
+ * weights):
+ *   g  = sum_t G[t][j] (+ l2 w) (+ l1 sign w)
+ *   dw = lr g;  w -= dw + mom v;  v = dw
+ * Terms whose lambda is 0 are skipped; G (part 0) holds dw afterwards.
+ * Returns the row's part of the
+ * regularisation cost of the weights before the update,
+ * l2/2 sum w^2 + l1 sum |w|, accumulated in double.
+ * The float operations are ordered as in the NumPy twin. */
+FM_CLONES static double fm_update_row(float *restrict w, float *restrict v,
+                                      float *restrict G, ptrdiff_t part_stride,
+                                      int parts, ptrdiff_t n, float lr, float l2,
+                                      float l1, float mom)
+{
+    for (int t = 1; t < parts; ++t) {
+        const float *Gt = G + t * part_stride;
+        for (ptrdiff_t j = 0; j < n; ++j)
+            G[j] = G[j] + Gt[j];
+    }
+    double sq = 0.0, ab = 0.0;
+    if (l2 > 0.0f) {
+#if defined(_OPENMP) || defined(FM_OMP_SIMD)
+#pragma omp simd reduction(+:sq)
+#endif
+        for (ptrdiff_t j = 0; j < n; ++j) {
+            sq += (double)w[j] * (double)w[j];
+            G[j] = G[j] + w[j] * l2;
+        }
+    }
+    if (l1 > 0.0f) {
+#if defined(_OPENMP) || defined(FM_OMP_SIMD)
+#pragma omp simd reduction(+:ab)
+#endif
+        for (ptrdiff_t j = 0; j < n; ++j) {
+            float s = (w[j] > 0.0f) ? 1.0f : ((w[j] < 0.0f) ? -1.0f : 0.0f);
+            ab += fabs((double)w[j]);
+            G[j] = G[j] + s * l1;
+        }
+    }
+    for (ptrdiff_t j = 0; j < n; ++j) {
+        float dw = G[j] * lr;
+        float step = v[j] * mom + dw;
+        w[j] = w[j] - step;
+        v[j] = dw;
+        G[j] = dw;
+    }
+    return 0.5 * (double)l2 * sq + (double)l1 * ab;
+}
+
+/* gb[k] := sum over rows of d[i*K + k] (bias gradient of one thread's slice). */
+FM_CLONES static void fm_column_sums(float *restrict gb, const float *restrict d,
+                                     ptrdiff_t rows, ptrdiff_t K)
+{
+    for (ptrdiff_t k = 0; k < K; ++k)
+        gb[k] = 0.0f;
+    for (ptrdiff_t i = 0; i < rows; ++i)
+        for (ptrdiff_t k = 0; k < K; ++k)
+            gb[k] = gb[k] + d[i * K + k];
+}
+
+/* Bias part of the update of one row (no regularisation); gb[0] := dw. */
+static inline void fm_update_bias(float *w, float *v, float *gb, ptrdiff_t part_stride,
+                                  int parts, float lr, float mom)
+{
+    float g = gb[0];
+    for (int t = 1; t < parts; ++t)
+        g = g + gb[t * part_stride];
+    float dw = g * lr;
+    float step = v[0] * mom + dw;
+    w[0] = w[0] - step;
+    v[0] = dw;
+    gb[0] = dw;
+}
+
+/* Output layer of sigmoid + LogLoss for rows of K outputs:
+ *   delta = a - onehot(label);  cost += -log(a_label) - sum_{k != label} log(1 - a_k)
+ * (arguments of log clipped at the smallest normal float, like the twin),
+ * and counts rows whose first maximum is at the label.
+ * Returns the cost in double; *correct is incremented. */
+static inline double fm_output_delta(const float *a, const int32_t *labels, float *delta,
+                                     ptrdiff_t rows, ptrdiff_t K, long *correct)
+{
+    const float tiny = 1.17549435e-38f;
+    double cost = 0.0;
+    for (ptrdiff_t i = 0; i < rows; ++i) {
+        const float *ai = a + i * K;
+        float *di = delta + i * K;
+        int32_t y = labels[i];
+        ptrdiff_t best = 0;
+        for (ptrdiff_t k = 0; k < K; ++k) {
+            float t = (k == y) ? 1.0f : 0.0f;
+            di[k] = ai[k] - t;
+            float p = (k == y) ? ai[k] : 1.0f - ai[k];
+            p = (p < tiny) ? tiny : p;
+            cost -= (double)logf(p);
+            if (ai[k] > ai[best])
+                best = k;
+        }
+        if (best == y)
+            ++*correct;
+    }
+    return cost;
 }
 
 #endif

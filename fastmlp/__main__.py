@@ -40,6 +40,8 @@ def _parser():
                       ("l1", float), ("init_factor", float), ("eval_period", int)):
         t.add_argument("--" + name.replace("_", "-"), type=typ, default=getattr(d, name),
                        help=f"(default: {getattr(d, name)})")
+    t.add_argument("--scaling", choices=("standard", "minmax", "none"), default="standard",
+                   help="input scaling from training statistics (default: standard)")
     t.add_argument("--train-accuracy", choices=("batch", "full", "none"), default="batch",
                    help="batch-averaged (cheap) or full-set training accuracy (default: batch)")
     t.add_argument("--backend", choices=BACKENDS, default=d.backend)
@@ -67,7 +69,7 @@ def _train(args):
     model = MLPClassifier(
         args.hidden, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, lr_decay=args.lr_decay, momentum=args.momentum,
-        l2=args.l2, l1=args.l1, init_factor=args.init_factor, shuffle=not args.no_shuffle,
+        l2=args.l2, l1=args.l1, init_factor=args.init_factor, shuffle=not args.no_shuffle, scaling=args.scaling,
         train_accuracy=args.train_accuracy, eval_period=args.eval_period,
         backend=args.backend, n_threads=args.threads, random_state=args.seed,
         verbose=0 if args.quiet else 1)

@@ -3,29 +3,104 @@
 
 Design
 ------
-Two layers per kernel, as in the NumPy twin module ``fastmlp._numpy_backend``:
+Each kernel has two layers, and the NumPy twin module ``fastmlp._numpy_backend``
+offers the same signatures:
 
-* a ``cdef ... noexcept nogil`` function on raw pointers, leading dimensions
-  and BLAS transpose flags: it never allocates and never touches Python;
-* a ``def`` wrapper on float32 memoryviews with the twin's signature: it checks
-  every operand's shape and layout, raises ValueError on a mismatch, and calls
-  the pointer kernel with the GIL released.
+* a ``cdef ... noexcept nogil`` part on raw pointers, leading dimensions and
+  BLAS transpose flags, which never allocates and never touches Python;
+* a ``def`` wrapper on float32 memoryviews with the twin's signature.  It
+  checks every operand's shape and layout, raises ValueError on a mismatch,
+  and calls the pointer part with the GIL released.
 
-Layout: samples are rows.  BLAS is column-major, so a row-major product
-C = op(A) op(B) is computed as its transpose, C^T = op(B)^T op(A)^T, by
-swapping the operands (``_gemm_rowmajor``).  A row-major matrix with row
-stride ``ld`` is the column-major transpose with leading dimension ``ld``,
-so strided views such as ``W[:, 1:]`` (row stride ``1 + n_in``) go to BLAS as
-they are.  An F-ordered operand is handed over as its transpose with the
-opposite flag; the layout of each operand is checked separately.
+:class:`CompiledBackend` runs one whole training step (gather, forward, output
+delta, hidden deltas, gradients, regularised momentum update) with the GIL
+released and no allocation: every buffer is allocated once, in its
+constructor, for the largest batch.
+
+Layout contract
+---------------
+Samples are rows, and every buffer the backend owns is C-ordered:
+
+* the training inputs X (n, n_in) and every layer output A_l (B, n_l);
+* every delta (B, n_l), and every weight matrix W_l and its velocity
+  (n_out, 1 + n_in) with the bias in column 0.
+
+BLAS is column-major, so a row-major product C = op(A) op(B) is computed as
+its transpose, C^T = op(B)^T op(A)^T, by swapping the operands
+(``_gemm_rowmajor``).  A row-major matrix with row stride ``ld`` is the
+column-major transpose with leading dimension ``ld``.  Strided views such as
+``W[:, 1:]`` (row stride 1 + n_in) therefore go to BLAS as they are; nothing
+is copied and no ones-column is built.  The public kernels also accept
+F-ordered inputs: such an operand is handed over as its transpose with the
+opposite flag.  Each operand's layout is checked on its own, never inferred
+from another one.  (This is the seeds' Step II problem: a transposed slice
+silently turns C into F order, and NumPy would copy it.)
+
+Threads
+-------
+A batch of B rows is cut into ``n_threads`` row slices.  Each slice runs its
+own gather, forward pass, deltas and partial gradient with single-threaded
+sgemm, in an OpenMP loop over the slices.  The partial gradients are then
+summed in slice order, so a run is deterministic for a given ``n_threads``.
+The caller must limit BLAS to one thread while more than one slice runs
+(:class:`fastmlp.MLPClassifier` does so with threadpoolctl).  Without OpenMP
+at build time, the slices run one after another.
 """
+
+cimport cython
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int32_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
+
+import numpy as np
 
 from scipy.linalg.cython_blas cimport sgemm
 
 cdef extern from "fastmlp_elementwise.h" nogil:
+    void fm_bias_sigmoid(float *a, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t lda,
+                         const float *W, Py_ssize_t ldw, float *bias)
     void fm_mul_sigmoid_deriv(float *d, const float *a, Py_ssize_t n)
+    double fm_update_row(float *w, float *v, float *G, Py_ssize_t part_stride,
+                         int parts, Py_ssize_t n, float lr, float l2, float l1,
+                         float mom)
+    void fm_update_bias(float *w, float *v, float *gb, Py_ssize_t part_stride,
+                        int parts, float lr, float mom)
+    void fm_column_sums(float *gb, const float *d, Py_ssize_t rows, Py_ssize_t K)
+    double fm_output_delta(const float *a, const int32_t *labels, float *delta,
+                           Py_ssize_t rows, Py_ssize_t K, long *correct)
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FM_HAVE_OPENMP 1
+    static int fm_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define FM_HAVE_OPENMP 0
+    static int fm_max_threads(void) { return 1; }
+    #endif
+    """
+    const int FM_HAVE_OPENMP
+    int fm_max_threads() nogil
+
+#: True when the extension was built with OpenMP (multi-threaded slices).
+HAVE_OPENMP = bool(FM_HAVE_OPENMP)
 
 
+def max_threads():
+    """Threads an OpenMP region would use by default (1 without OpenMP)."""
+    return fm_max_threads()
+
+
+cdef struct NetC:
+    int L
+    int *n_in      # inputs of each layer (without the bias)
+    int *n_out     # outputs of each layer
+    float **W      # (n_out, 1 + n_in) C-ordered weight matrices
+
+
+# --------------------------------------------------------------------- BLAS
 cdef void _gemm_rowmajor(char ta, char tb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, int ldb,
                          float beta, float *C, int ldc) noexcept nogil:
@@ -35,9 +110,11 @@ cdef void _gemm_rowmajor(char ta, char tb, int m, int n, int k, float alpha,
 
 
 cdef int _operand(const float[:, :] M, str name, char *flag, int *ld) except -1:
-    """Describe M for _gemm_rowmajor: row-major ('N', row stride) or F-ordered
-    (given as its row-major transpose: 'T', column stride).  Anything else
-    (e.g. a matrix whose rows and columns are both strided) is a ValueError."""
+    """Describe M for _gemm_rowmajor.
+
+    Row-major M gives flag 'N' and its row stride.  F-ordered M is handed over
+    as its row-major transpose, with flag 'T' and its column stride.  Anything
+    else (both axes strided) raises ValueError."""
     cdef Py_ssize_t r = M.shape[0], c = M.shape[1]
     cdef Py_ssize_t s0 = M.strides[0], s1 = M.strides[1]
     cdef Py_ssize_t isz = sizeof(float)
@@ -62,30 +139,105 @@ def _check_shape(str name, tuple got, tuple want):
         raise ValueError(f"{name}: expected shape {want}, got {got}")
 
 
+def _check_weights(str name, const float[:, :] W):
+    if W.shape[1] < 1:
+        raise ValueError(f"{name}: needs a bias column, got shape {(W.shape[0], W.shape[1])}")
+    if W.shape[0] > 1 and W.strides[1] != sizeof(float):
+        raise ValueError(f"{name}: must be C-ordered (bias in column 0 of each row)")
+    if W.shape[1] > 1 and W.strides[1] != sizeof(float):
+        raise ValueError(f"{name}: must be C-ordered (bias in column 0 of each row)")
+
+
+cdef inline int _ld(const float[:, :] M) noexcept:
+    """Row stride of a matrix with unit column stride, in elements."""
+    return <int>max(M.strides[0] // <Py_ssize_t>sizeof(float), M.shape[1], 1)
+
+
+# --------------------------------------------------------- public kernels
+def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A_out):
+    """A_out := sigmoid(A_prev . W[:, 1:]^T + W[:, 0]).
+
+    One sgemm into ``A_out`` (the bias column of ``W`` skipped through the
+    leading dimension) and one fused pass adding the bias and applying the
+    sigmoid in place.
+
+    A_prev : (B, n_in) float32, C or F       # IN
+    W      : (n_out, 1 + n_in) float32, C    # IN
+    A_out  : (B, n_out) float32, C           # OUT
+    """
+    _check_weights("W", W)
+    cdef Py_ssize_t B = A_prev.shape[0], n_in = A_prev.shape[1], n_out = W.shape[0]
+    _check_shape("W", (W.shape[0], W.shape[1]), (n_out, 1 + n_in))
+    _check_shape("A_out", (A_out.shape[0], A_out.shape[1]), (B, n_out))
+    cdef char fa
+    cdef int lda, ldw = _ld(W)
+    _operand(A_prev, "A_prev", &fa, &lda)
+    if B == 0 or n_out == 0:
+        return
+    cdef float[::1] bias = np.empty(n_out, np.float32)
+    with nogil:
+        if n_in > 0:
+            _gemm_rowmajor(fa, b'T', <int>B, <int>n_out, <int>n_in, 1.0,
+                           &A_prev[0, 0], lda, &W[0, 1], ldw, 0.0, &A_out[0, 0], <int>n_out)
+        else:
+            A_out[:, :] = 0.0
+        fm_bias_sigmoid(&A_out[0, 0], B, n_out, n_out, &W[0, 0], ldw, &bias[0])
+
+
+def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] delta_out,
+                 tmp=None):
+    """delta_out := A_L - Y; return (LogLoss summed over the batch, n correct).
+
+    A_L       : (B, K) float32, C, sigmoid outputs     # IN
+    Y         : (B, K) float32, one-hot targets         # IN
+    delta_out : (B, K) float32, C                       # OUT
+    tmp       : unused; accepted for the twin's signature
+
+    The loss is -sum(y log a + (1 - y) log(1 - a)), with the log's argument
+    clipped at the smallest normal float32; a sample is correct when the first
+    maximum of its outputs is at its target class.
+    """
+    cdef Py_ssize_t B = A_L.shape[0], K = A_L.shape[1]
+    _check_shape("Y", (Y.shape[0], Y.shape[1]), (B, K))
+    _check_shape("delta_out", (delta_out.shape[0], delta_out.shape[1]), (B, K))
+    if K == 0:
+        raise ValueError("A_L: needs at least one output column")
+    labels_arr = np.asarray(Y).argmax(axis=1).astype(np.int32)
+    cdef int32_t[::1] labels = labels_arr
+    cdef long correct = 0
+    cdef double cost = 0.0
+    if B == 0:
+        return 0.0, 0
+    with nogil:
+        cost = fm_output_delta(&A_L[0, 0], &labels[0], &delta_out[0, 0], B, K, &correct)
+    return cost, correct
+
+
 def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
-                 const float[:, :] A, float[:, ::1] delta_out):
+                 const float[:, :] A, float[:, ::1] delta_out, tmp=None):
     """delta_out := (delta_next . W_next[:, 1:]) * A * (1 - A).
 
     The fused sigmoid-derivative delta: one sgemm into ``delta_out`` (the bias
-    column of ``W_next`` is skipped through the leading dimension), then one
+    column of ``W_next`` skipped through the leading dimension), then one
     elementwise pass that reads the forward output ``A``.
 
     delta_next : (B, n_next) float32, C or F      # IN
     W_next     : (n_next, 1 + n) float32, C       # IN
     A          : (B, n) float32, C or F           # IN
     delta_out  : (B, n) float32, C                # OUT
+    tmp        : unused; accepted for the twin's signature
     """
     cdef Py_ssize_t B = delta_next.shape[0], n_next = delta_next.shape[1]
     cdef Py_ssize_t n = A.shape[1]
     _check_shape("W_next", (W_next.shape[0], W_next.shape[1]), (n_next, 1 + n))
     _check_shape("A", (A.shape[0], A.shape[1]), (B, n))
     _check_shape("delta_out", (delta_out.shape[0], delta_out.shape[1]), (B, n))
-    if W_next.strides[1] != sizeof(float):
-        raise ValueError("W_next: must be C-ordered (bias in column 0 of each row)")
-    cdef char fd, fw, fa
-    cdef int ldd, ldw, lda
+    _check_weights("W_next", W_next)
+    if n_next == 0:
+        raise ValueError("delta_next: needs at least one column")
+    cdef char fd, fa
+    cdef int ldd, lda, ldw = _ld(W_next)
     _operand(delta_next, "delta_next", &fd, &ldd)
-    _operand(W_next[:, 1:], "W_next", &fw, &ldw)
     _operand(A, "A", &fa, &lda)
     if B == 0 or n == 0:
         return
@@ -95,7 +247,7 @@ def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
     cdef float *pd = &delta_out[0, 0]
     cdef float a
     with nogil:
-        _gemm_rowmajor(fd, fw, <int>B, <int>n, <int>n_next, 1.0,
+        _gemm_rowmajor(fd, b'N', <int>B, <int>n, <int>n_next, 1.0,
                        &delta_next[0, 0], ldd, &W_next[0, 1], ldw, 0.0, pd, <int>n)
         if fa == b'N':
             for i in range(B):
@@ -105,3 +257,465 @@ def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
                 for j in range(n):
                     a = pa[i * sa0 + j * sa1]
                     pd[i * n + j] = (pd[i * n + j] * a) * (1.0 - a)
+
+
+def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, ::1] W,
+                    float[:, ::1] dW_prev, double lr, double l2, double l1,
+                    double momentum, float[:, ::1] Gw, float[::1] gb, tmp=None):
+    """Regularised batch gradient, then the momentum update of ``W``.
+
+    Gw := delta^T . A_prev + l2 W[:, 1:] + l1 sign(W[:, 1:]);  gb := sum_b delta
+    dW := lr [gb | Gw];  W -= dW + momentum dW_prev;  dW_prev := dW
+
+    One sgemm into ``Gw``, then one pass over each row of ``W`` that adds the
+    regularisation (only the terms whose lambda > 0) and applies the update.
+    After the call ``Gw`` and ``gb`` hold dW (lr times the regularised
+    gradient), as in the NumPy twin.
+
+    delta   : (B, n_out) float32, C or F         # IN
+    A_prev  : (B, n_in) float32, C or F          # IN
+    W       : (n_out, 1 + n_in) float32, C       # IN/OUT
+    dW_prev : (n_out, 1 + n_in) float32, C       # IN/OUT
+    Gw      : (n_out, n_in) float32, C           # OUT (dW[:, 1:] after)
+    gb      : (n_out,) float32                   # OUT (dW[:, 0] after)
+    tmp     : unused; accepted for the twin's signature
+    """
+    cdef Py_ssize_t B = delta.shape[0], n_out = delta.shape[1], n_in = A_prev.shape[1]
+    _check_shape("A_prev", (A_prev.shape[0], A_prev.shape[1]), (B, n_in))
+    _check_shape("W", (W.shape[0], W.shape[1]), (n_out, 1 + n_in))
+    _check_shape("dW_prev", (dW_prev.shape[0], dW_prev.shape[1]), (n_out, 1 + n_in))
+    _check_shape("Gw", (Gw.shape[0], Gw.shape[1]), (n_out, n_in))
+    _check_shape("gb", (gb.shape[0],), (n_out,))
+    _check_lambdas(lr, l2, l1, momentum)
+    cdef char fd, fa
+    cdef int ldd, lda
+    _operand(delta, "delta", &fd, &ldd)
+    _operand(A_prev, "A_prev", &fa, &lda)
+    if n_out == 0:
+        return
+    cdef Py_ssize_t i, k
+    cdef Py_ssize_t sd0 = delta.strides[0] // sizeof(float), sd1 = delta.strides[1] // sizeof(float)
+    cdef const float *pd = &delta[0, 0] if B > 0 else NULL
+    with nogil:
+        if B > 0 and n_in > 0:
+            _gemm_rowmajor(_flip(fd), fa, <int>n_out, <int>n_in, <int>B, 1.0,
+                           pd, ldd, &A_prev[0, 0], lda, 0.0, &Gw[0, 0], <int>n_in)
+        elif n_in > 0:
+            Gw[:, :] = 0.0
+        for k in range(n_out):
+            gb[k] = 0.0
+        for i in range(B):
+            for k in range(n_out):
+                gb[k] = gb[k] + pd[i * sd0 + k * sd1]
+        for k in range(n_out):
+            fm_update_bias(&W[k, 0], &dW_prev[k, 0], &gb[k], 0, 1, <float>lr,
+                           <float>momentum)
+            if n_in > 0:
+                fm_update_row(&W[k, 1], &dW_prev[k, 1], &Gw[k, 0], 0, 1, n_in,
+                              <float>lr, <float>l2, <float>l1, <float>momentum)
+
+
+def _check_lambdas(double lr, double l2, double l1, double momentum):
+    for name, v in (("lr", lr), ("l2", l2), ("l1", l1), ("momentum", momentum)):
+        if not (v >= 0.0) or v == float("inf"):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+
+
+def regularization_cost(const float[:, :] W, double l2, double l1):
+    """Return l2/2 sum(W[:, 1:]^2) + l1 sum|W[:, 1:]| (bias column excluded)."""
+    cdef Py_ssize_t i, j
+    cdef double sq = 0.0, ab = 0.0, w
+    with nogil:
+        for i in range(W.shape[0]):
+            for j in range(1, W.shape[1]):
+                w = W[i, j]
+                sq += w * w
+                ab += w if w >= 0 else -w
+    return (0.5 * l2 * sq if l2 > 0 else 0.0) + (l1 * ab if l1 > 0 else 0.0)
+
+
+def gather_rows(const float[:, ::1] X, const Py_ssize_t[::1] idx, float[:, ::1] out):
+    """out[i] := X[idx[i]] for every i (rows copied with memcpy).
+
+    X   : (n, m) float32, C              # IN
+    idx : (B,) intp, each in [0, n)      # IN
+    out : (B, m) float32, C              # OUT
+    """
+    cdef Py_ssize_t B = idx.shape[0], m = X.shape[1], n = X.shape[0], i, bad = -1
+    _check_shape("out", (out.shape[0], out.shape[1]), (B, m))
+    with nogil:
+        for i in range(B):
+            if idx[i] < 0 or idx[i] >= n:
+                bad = i
+                break
+            if m > 0:
+                memcpy(&out[i, 0], &X[idx[i], 0], m * sizeof(float))
+    if bad >= 0:
+        raise ValueError(f"idx[{bad}] = {idx[bad]} is out of range for {n} rows")
+
+
+def predict_proba(const float[:, ::1] X, weights, float[:, ::1] out, Py_ssize_t block_rows=1024,
+                  n_threads=None):
+    """out := network outputs for every row of X, in row blocks.
+
+    X       : (n, n_in) float32, C                  # IN
+    weights : list of (n_out, 1 + n_in) float32, C  # IN
+    out     : (n, K) float32, C                     # OUT
+
+    Blocks are spread over ``n_threads`` OpenMP threads (default: all); each
+    thread owns two ping-pong buffers, allocated once per call.  BLAS must be
+    limited to one thread when ``n_threads`` > 1.
+    """
+    cdef _Net net = _Net(weights, X.shape[1])
+    cdef Py_ssize_t n = X.shape[0], K = net.n_out[net.L - 1]
+    _check_shape("out", (out.shape[0], out.shape[1]), (n, K))
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    cdef int T = _threads(n_threads)
+    cdef Py_ssize_t width = max(1, net.widest_hidden)
+    bufs = np.empty((T, 2, block_rows * width), np.float32)
+    scratch = np.empty((T, net.widest), np.float32)
+    cdef float[:, :, ::1] B = bufs
+    cdef float[:, ::1] S = scratch
+    cdef Py_ssize_t n_blocks = (n + block_rows - 1) // block_rows, blk
+    cdef int t
+    if n == 0:
+        return out
+    with nogil:
+        if T > 1:
+            for blk in prange(n_blocks, schedule="static", num_threads=T):
+                t = threadid()
+                _forward_block(&net.c, &X[0, 0], &out[0, 0], blk * block_rows,
+                               min(n, (blk + 1) * block_rows), &B[t, 0, 0], &B[t, 1, 0],
+                               &S[t, 0])
+        else:
+            for blk in range(n_blocks):
+                _forward_block(&net.c, &X[0, 0], &out[0, 0], blk * block_rows,
+                               min(n, (blk + 1) * block_rows), &B[0, 0, 0], &B[0, 1, 0],
+                               &S[0, 0])
+    return out
+
+
+cdef int _threads(n_threads) except -1:
+    if n_threads is None:
+        return max(1, fm_max_threads())
+    if int(n_threads) < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    return int(n_threads) if FM_HAVE_OPENMP else 1
+
+
+cdef void _forward_block(const NetC *net, const float *X, float *out, Py_ssize_t r0,
+                         Py_ssize_t r1, float *buf0, float *buf1,
+                         float *scratch) noexcept nogil:
+    """Forward rows r0..r1 of X through every layer into rows r0..r1 of out."""
+    cdef Py_ssize_t rows = r1 - r0, l
+    cdef const float *src = X + r0 * net.n_in[0]
+    cdef float *dst
+    cdef float *tmp
+    for l in range(net.L):
+        dst = out + r0 * net.n_out[l] if l == net.L - 1 else buf0
+        _forward(net, l, src, rows, dst, scratch)
+        src = dst
+        tmp = buf0
+        buf0 = buf1
+        buf1 = tmp
+
+
+cdef inline void _forward(const NetC *net, Py_ssize_t l, const float *A_prev, Py_ssize_t rows,
+                          float *A_out, float *scratch) noexcept nogil:
+    """A_out (rows x n_out, C) := sigmoid(A_prev . W_l[:, 1:]^T + W_l[:, 0])."""
+    cdef int n_in = net.n_in[l], n_out = net.n_out[l]
+    _gemm_rowmajor(b'N', b'T', <int>rows, n_out, n_in, 1.0, A_prev, n_in,
+                   net.W[l] + 1, n_in + 1, 0.0, A_out, n_out)
+    fm_bias_sigmoid(A_out, rows, n_out, n_out, net.W[l], n_in + 1, scratch)
+
+
+# ------------------------------------------------------------ the network
+cdef class _Net:
+    """Raw pointers to a list of weight matrices (kept alive by this object)."""
+    cdef NetC c
+    cdef int L
+    cdef int *n_in
+    cdef int *n_out
+    cdef float **W
+    cdef Py_ssize_t widest, widest_hidden
+    cdef object _keep
+
+    def __cinit__(self, weights, Py_ssize_t n_in0):
+        weights = list(weights)
+        if not weights:
+            raise ValueError("weights: need at least one weight matrix")
+        self.L = len(weights)
+        self.n_in = <int *>calloc(self.L, sizeof(int))
+        self.n_out = <int *>calloc(self.L, sizeof(int))
+        self.W = <float **>calloc(self.L, sizeof(float *))
+        if self.n_in == NULL or self.n_out == NULL or self.W == NULL:
+            raise MemoryError()
+        self._keep = weights
+        cdef float[:, ::1] Wm
+        cdef Py_ssize_t prev = n_in0
+        self.widest = 1
+        self.widest_hidden = 1
+        for l, W in enumerate(weights):
+            if not isinstance(W, np.ndarray) or W.dtype != np.float32 or W.ndim != 2:
+                raise ValueError(f"weights[{l}]: must be a 2-D float32 ndarray, got "
+                                 f"{getattr(W, 'dtype', type(W).__name__)} "
+                                 f"{getattr(W, 'shape', '')}")
+            if not W.flags.c_contiguous:
+                raise ValueError(f"weights[{l}]: must be C-contiguous (bias in column 0)")
+            if W.shape[1] != prev + 1 or W.shape[0] < 1:
+                raise ValueError(f"weights[{l}]: expected shape (n_out, {prev + 1}), "
+                                 f"got {W.shape}")
+            Wm = W
+            self.W[l] = &Wm[0, 0]
+            self.n_in[l] = <int>prev
+            self.n_out[l] = <int>W.shape[0]
+            self.widest = max(self.widest, W.shape[0])
+            if l < self.L - 1:
+                self.widest_hidden = max(self.widest_hidden, W.shape[0])
+            prev = W.shape[0]
+        self.c.L = self.L
+        self.c.n_in = self.n_in
+        self.c.n_out = self.n_out
+        self.c.W = self.W
+
+    def __dealloc__(self):
+        free(self.n_in)
+        free(self.n_out)
+        free(self.W)
+
+
+cdef class CompiledBackend:
+    """One fit's training state for the compiled kernels.
+
+    Parameters
+    ----------
+    X : (n, n_in) float32, C-ordered        standardised training inputs
+    Y : (n, K) float32                      one-hot targets
+    weights : list of (n_out, 1 + n_in) float32, C-ordered, updated in place
+    velocities : list like ``weights``      last step's dW, updated in place
+    batch_size : int                        largest batch :meth:`train_batch` takes
+    l2, l1, momentum : float
+    n_threads : int or None                 row slices per batch (None: OpenMP's
+                                            default, i.e. all cores)
+
+    Every buffer is allocated here, once, for ``batch_size`` rows.  Per slice
+    there are the layer outputs and deltas (row ranges of shared C-ordered
+    buffers) and a partial gradient per layer.  :meth:`train_batch` allocates
+    nothing and runs with the GIL released.
+    """
+
+    cdef _Net net
+    cdef int T
+    cdef Py_ssize_t n_rows, Bmax
+    cdef const float *X
+    cdef const int32_t *labels
+    cdef int32_t *batch_labels
+    cdef float *A0
+    cdef float **A
+    cdef float **D
+    cdef float **G
+    cdef float **gb
+    cdef float **V
+    cdef double *slice_cost
+    cdef long *slice_correct
+    cdef double *row_reg
+    cdef float *scratch
+    cdef float l2, l1, mom
+    cdef object _keep
+    cdef public str name
+
+    def __cinit__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
+                  n_threads=None):
+        self.name = "compiled"
+        cdef const float[:, ::1] Xm = X
+        self.net = _Net(weights, Xm.shape[1])
+        cdef int L = self.net.L, l
+        cdef Py_ssize_t K = self.net.n_out[L - 1]
+        if Y.shape != (Xm.shape[0], K):
+            raise ValueError(f"Y: expected shape {(Xm.shape[0], K)}, got {Y.shape}")
+        if len(velocities) != L:
+            raise ValueError(f"velocities: expected {L} matrices, got {len(velocities)}")
+        self.Bmax = int(batch_size)
+        if self.Bmax < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        _check_lambdas(1.0, l2, l1, momentum)
+        self.l2, self.l1, self.mom = l2, l1, momentum
+        self.T = _threads(n_threads)
+        if self.T > self.Bmax:
+            self.T = <int>self.Bmax
+        self.n_rows = Xm.shape[0]
+        self.X = &Xm[0, 0]
+        labels = np.ascontiguousarray(np.asarray(Y).argmax(axis=1), dtype=np.int32)
+        cdef const int32_t[::1] lab = labels
+        self.labels = &lab[0]
+
+        f32 = np.float32
+        B, T = self.Bmax, self.T
+        keep = [X, labels, weights, velocities]
+        arrays = {}
+
+        def buf(shape, dtype=f32):
+            a = np.zeros(shape, dtype)
+            keep.append(a)
+            return a
+
+        self.A = <float **>calloc(L, sizeof(float *))
+        self.D = <float **>calloc(L, sizeof(float *))
+        self.G = <float **>calloc(L, sizeof(float *))
+        self.gb = <float **>calloc(L, sizeof(float *))
+        self.V = <float **>calloc(L, sizeof(float *))
+        if not (self.A and self.D and self.G and self.gb and self.V):
+            raise MemoryError()
+        cdef float[:, ::1] m2
+        cdef float[::1] m1
+        cdef double[::1] md
+        cdef long[::1] ml
+        cdef int32_t[::1] mi
+        m2 = buf((B, self.net.n_in[0]))
+        self.A0 = &m2[0, 0]
+        mi = buf(B, np.int32)
+        self.batch_labels = &mi[0]
+        for l in range(L):
+            n_out, n_in = self.net.n_out[l], self.net.n_in[l]
+            m2 = buf((B, n_out))
+            self.A[l] = &m2[0, 0]
+            m2 = buf((B, n_out))
+            self.D[l] = &m2[0, 0]
+            m1 = buf(T * n_out * max(n_in, 1))
+            self.G[l] = &m1[0]
+            m1 = buf(T * n_out)
+            self.gb[l] = &m1[0]
+            V = velocities[l]
+            if not (isinstance(V, np.ndarray) and V.dtype == np.float32
+                    and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
+                raise ValueError(f"velocities[{l}]: must be a C-contiguous float32 "
+                                 f"array of shape {(n_out, n_in + 1)}")
+            m2 = V
+            self.V[l] = &m2[0, 0]
+        md = buf(T, np.float64)
+        self.slice_cost = &md[0]
+        ml = buf(T, np.int_)
+        self.slice_correct = &ml[0]
+        md = buf(self.net.widest, np.float64)
+        self.row_reg = &md[0]
+        m1 = buf(T * self.net.widest)
+        self.scratch = &m1[0]
+        self._keep = keep
+
+    def __dealloc__(self):
+        free(self.A)
+        free(self.D)
+        free(self.G)
+        free(self.gb)
+        free(self.V)
+
+    @property
+    def n_threads(self):
+        """Row slices per batch."""
+        return self.T
+
+    def train_batch(self, const Py_ssize_t[::1] idx, double lr):
+        """Train on rows ``idx`` of X; return (LogLoss, regularisation cost, n correct).
+
+        The costs are those of the weights before this step's update.  The
+        whole step runs without the GIL and without allocating.
+        """
+        cdef Py_ssize_t b = idx.shape[0], i, bad = -1
+        if b < 1 or b > self.Bmax:
+            raise ValueError(f"idx: batch of {b} rows, expected 1..{self.Bmax}")
+        if not (lr >= 0.0) or lr == float("inf"):
+            raise ValueError(f"lr must be a finite number >= 0, got {lr}")
+        cdef int T = self.T if self.T <= b else <int>b
+        cdef int s
+        cdef double cost = 0.0, reg = 0.0
+        cdef long correct = 0
+        with nogil:
+            for i in range(b):
+                if idx[i] < 0 or idx[i] >= self.n_rows:
+                    bad = i
+                    break
+        if bad >= 0:
+            raise ValueError(f"idx[{bad}] = {idx[bad]} is out of range for {self.n_rows} rows")
+        with nogil:
+            if T > 1:
+                for s in prange(T, schedule="static", chunksize=1, num_threads=T):
+                    self._slice(s, T, &idx[0], b)
+            else:
+                self._slice(0, 1, &idx[0], b)
+            for s in range(T):
+                cost += self.slice_cost[s]
+                correct += self.slice_correct[s]
+            reg = self._update(T, <float>lr)
+        return cost, reg, correct
+
+    cdef void _slice(self, int s, int T, const Py_ssize_t *idx, Py_ssize_t b) noexcept nogil:
+        """Gather, forward, deltas and partial gradient of row slice s of T."""
+        cdef Py_ssize_t r0 = s * b // T, r1 = (s + 1) * b // T, rows = r1 - r0, i
+        cdef int L = self.net.L, l
+        cdef int n0 = self.net.n_in[0], n_in, n_out
+        cdef float *scratch = self.scratch + s * self.net.widest
+        cdef const float *A_prev
+        cdef float *Gpart
+        for i in range(r0, r1):
+            memcpy(self.A0 + i * n0, self.X + idx[i] * n0, n0 * sizeof(float))
+            self.batch_labels[i] = self.labels[idx[i]]
+        # forward
+        A_prev = self.A0 + r0 * n0
+        for l in range(L):
+            n_out = self.net.n_out[l]
+            _forward(&self.net.c, l, A_prev, rows, self.A[l] + r0 * n_out, scratch)
+            A_prev = self.A[l] + r0 * n_out
+        # output delta, cost and accuracy of the slice
+        n_out = self.net.n_out[L - 1]
+        self.slice_correct[s] = 0
+        self.slice_cost[s] = fm_output_delta(self.A[L - 1] + r0 * n_out,
+                                             self.batch_labels + r0,
+                                             self.D[L - 1] + r0 * n_out, rows, n_out,
+                                             &self.slice_correct[s])
+        # hidden deltas: D_{l-1} = (D_l . W_l[:, 1:]) * A_{l-1} * (1 - A_{l-1})
+        for l in range(L - 1, 0, -1):
+            n_out, n_in = self.net.n_out[l], self.net.n_in[l]
+            _gemm_rowmajor(b'N', b'N', <int>rows, n_in, n_out, 1.0,
+                           self.D[l] + r0 * n_out, n_out, self.net.W[l] + 1, n_in + 1,
+                           0.0, self.D[l - 1] + r0 * n_in, n_in)
+            fm_mul_sigmoid_deriv(self.D[l - 1] + r0 * n_in, self.A[l - 1] + r0 * n_in,
+                                 rows * n_in)
+        # partial gradients of this slice
+        for l in range(L):
+            n_out, n_in = self.net.n_out[l], self.net.n_in[l]
+            A_prev = self.A0 + r0 * n0 if l == 0 else self.A[l - 1] + r0 * n_in
+            Gpart = self.G[l] + s * n_out * n_in
+            _gemm_rowmajor(b'T', b'N', n_out, n_in, <int>rows, 1.0,
+                           self.D[l] + r0 * n_out, n_out, A_prev, n_in, 0.0, Gpart, n_in)
+            fm_column_sums(self.gb[l] + s * n_out, self.D[l] + r0 * n_out, rows, n_out)
+
+    cdef double _update(self, int T, float lr) noexcept nogil:
+        """Sum the T partial gradients, regularise and update every weight."""
+        cdef int l, n_in, n_out
+        cdef Py_ssize_t i
+        cdef double reg = 0.0
+        for l in range(self.net.L):
+            n_out = self.net.n_out[l]
+            if T > 1:
+                for i in prange(n_out, schedule="static", num_threads=T):
+                    self._update_row(l, i, T, lr)
+            else:
+                for i in range(n_out):
+                    self._update_row(l, i, T, lr)
+            if self.l2 > 0 or self.l1 > 0:
+                for i in range(n_out):
+                    reg += self.row_reg[i]
+        return reg
+
+    cdef inline void _update_row(self, int l, Py_ssize_t i, int T, float lr) noexcept nogil:
+        cdef int n_in = self.net.n_in[l], n_out = self.net.n_out[l]
+        cdef float *w = self.net.W[l] + i * (n_in + 1)
+        cdef float *v = self.V[l] + i * (n_in + 1)
+        fm_update_bias(w, v, self.gb[l] + i, n_out, T, lr, self.mom)
+        self.row_reg[i] = fm_update_row(w + 1, v + 1, self.G[l] + i * n_in,
+                                        <Py_ssize_t>n_out * n_in, T, n_in, lr,
+                                        self.l2, self.l1, self.mom)
+
+
+Backend = CompiledBackend

@@ -21,14 +21,35 @@ from ._validation import (check_X, check_choice, check_nonneg_float,
 
 __all__ = ["MLPClassifier", "lr_schedule"]
 
-BACKENDS = ("numpy",)
+BACKENDS = ("compiled", "numpy")
 TRAIN_ACC_KINDS = ("batch", "full", "none")
+SCALINGS = ("standard", "minmax", "none")
 
 
 def _backend_module(name):
+    """The module that provides ``Backend`` and ``predict_proba`` for a name."""
     if name == "numpy":
         return _numpy_backend
+    if name == "compiled":
+        from . import _kernels
+        return _kernels
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+
+
+def _thread_plan(backend, n_threads):
+    """(threads for the backend's own slices, BLAS thread limit) for a fit.
+
+    The compiled backend cuts each batch into one row slice per thread and
+    calls single-threaded sgemm on each, so BLAS is limited to 1 thread while
+    it runs with more than one slice.  The NumPy backend's only threads are
+    BLAS's: ``n_threads`` limits them (None leaves BLAS as it is).
+    """
+    if backend == "compiled":
+        from . import _kernels
+        T = n_threads if n_threads is not None else _kernels.max_threads()
+        T = T if _kernels.HAVE_OPENMP else 1
+        return T, (1 if T > 1 else n_threads)
+    return None, n_threads
 
 
 def lr_schedule(learning_rate, lr_decay, epochs, start_epoch=0):
@@ -92,9 +113,13 @@ class MLPClassifier:
     shuffle : bool, default True
         Draw a new permutation of the samples every epoch.  Seeds:
         ``b_shuffle_batches``.
-    standardize : bool, default True
-        Standardise inputs with the training data's mean and standard
-        deviation (scikit-learn ``StandardScaler``).
+    scaling : {"standard", "minmax", "none"}, default "standard"
+        How inputs are scaled, with statistics of the training data only:
+        "standard" subtracts the mean and divides by the standard deviation
+        of each feature (scikit-learn ``StandardScaler``, the seeds' choice);
+        "minmax" maps each feature's training range to [0, 1] (for MNIST
+        pixels this is x/255 for every pixel that reaches 255); "none" leaves
+        the inputs as they are.  Seeds: ``scaler1``/``scaler2``.
     train_accuracy : {"batch", "full", "none"}, default "batch"
         "batch": average the accuracy of each batch's own forward outputs
         during the epoch (cheap).  "full": predict the whole training set
@@ -103,11 +128,15 @@ class MLPClassifier:
         Epochs between full-set accuracy measurements (training set when
         ``train_accuracy="full"``, validation data when given).  Seeds:
         ``prediction_train_period`` / ``prediction_test_period``.
-    backend : {"numpy"}, default "numpy"
-        Which kernels run the training step.
+    backend : {"compiled", "numpy"}, default "compiled"
+        Which kernels run the training step: the Cython/C kernels or the NumPy
+        reference.  Both compute the same numbers.
     n_threads : int or None, default None
-        Limit the BLAS threads used during fit and predict (None: leave the
-        library's default).
+        Threads used during fit and predict.  The compiled backend splits each
+        batch into one row slice per thread (OpenMP) and keeps BLAS at one
+        thread; the NumPy backend gives them to BLAS.  None: all cores for the
+        compiled backend, BLAS's default for NumPy.  A fit is deterministic
+        for a given ``random_state`` and ``n_threads``.
     random_state : int, numpy Generator or None, default None
         Seeds the weight initialisation and the permutations: the same value
         gives the same run.
@@ -134,8 +163,8 @@ class MLPClassifier:
 
     def __init__(self, hidden_layer_sizes=(70, 30), *, epochs=35, batch_size=500,
                  learning_rate=0.001, lr_decay=1e-6, momentum=5e-5, l2=0.01,
-                 l1=0.0, init_factor=2.0, shuffle=True, standardize=True,
-                 train_accuracy="batch", eval_period=1, backend="numpy",
+                 l1=0.0, init_factor=2.0, shuffle=True, scaling="standard",
+                 train_accuracy="batch", eval_period=1, backend="compiled",
                  n_threads=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.epochs = epochs
@@ -147,7 +176,7 @@ class MLPClassifier:
         self.l1 = l1
         self.init_factor = init_factor
         self.shuffle = shuffle
-        self.standardize = standardize
+        self.scaling = scaling
         self.train_accuracy = train_accuracy
         self.eval_period = eval_period
         self.backend = backend
@@ -181,6 +210,7 @@ class MLPClassifier:
             train_accuracy=check_choice("train_accuracy", self.train_accuracy,
                                         TRAIN_ACC_KINDS),
             eval_period=check_positive_int("eval_period", self.eval_period),
+            scaling=check_choice("scaling", self.scaling, SCALINGS),
             backend=check_choice("backend", self.backend, BACKENDS),
         )
         if self.n_threads is not None:
@@ -191,19 +221,28 @@ class MLPClassifier:
 
     # ------------------------------------------------------------- data prep
     def _standardized(self, X, fit=False):
-        """Return a fresh C-ordered float32 copy of X, standardised."""
+        """Return a fresh C-ordered float32 copy of X, scaled as ``scaling`` says.
+
+        With ``fit`` the statistics are taken from X and kept as ``mean_`` and
+        ``scale_`` (the scaled value is ``(x - mean_) / scale_``).  The scaler
+        only supplies the statistics; the transform is done here, in place on
+        our own copy, so the data is copied once.
+        """
         X32 = np.array(X, dtype=np.float32, order="C", copy=True)
         if fit:
-            if self.standardize:
-                # statistics from StandardScaler (float64 accumulation, scale 1
-                # for constant features); the transform is done here in place
-                # on our own copy instead of letting the scaler copy again
+            n = X32.shape[1]
+            if self._params["scaling"] == "standard":
+                # float64 accumulation; scale 1 for constant features
                 scaler = StandardScaler().fit(X32)
-                self.mean_ = scaler.mean_.astype(np.float32)
-                self.scale_ = scaler.scale_.astype(np.float32)
+                mean, scale = scaler.mean_, scaler.scale_
+            elif self._params["scaling"] == "minmax":
+                lo = X32.min(axis=0).astype(np.float64)
+                span = X32.max(axis=0).astype(np.float64) - lo
+                mean, scale = lo, np.where(span > 0, span, 1.0)
             else:
-                self.mean_ = np.zeros(X32.shape[1], np.float32)
-                self.scale_ = np.ones(X32.shape[1], np.float32)
+                mean, scale = np.zeros(n), np.ones(n)
+            self.mean_ = np.asarray(mean, np.float32)
+            self.scale_ = np.asarray(scale, np.float32)
         X32 -= self.mean_
         X32 /= self.scale_
         return X32
@@ -280,9 +319,10 @@ class MLPClassifier:
         mod = _backend_module(p["backend"])
         rates = lr_schedule(self.learning_rate, p["lr_decay"], epochs, self.n_iter_)
         n_batches = -(-n // batch)
-        with threadpool_limits(limits=p["n_threads"], user_api="blas"):
+        slices, blas = _thread_plan(p["backend"], p["n_threads"])
+        with threadpool_limits(limits=blas, user_api="blas"):
             trainer = mod.Backend(Xs, Y, self.coefs_, self._velocities, batch,
-                                       p["l2"], p["l1"], p["momentum"], p["n_threads"])
+                                  p["l2"], p["l1"], p["momentum"], slices)
             costs = np.empty(n_batches)
             regs = np.empty(n_batches)
             for e in range(epochs):
@@ -340,7 +380,9 @@ class MLPClassifier:
     def _outputs(self, Xs):
         """Network outputs for standardised rows (threads as the caller set them)."""
         out = np.empty((Xs.shape[0], len(self.classes_)), np.float32)
-        _backend_module(self._params["backend"]).predict_proba(Xs, self.coefs_, out)
+        slices, _ = _thread_plan(self._params["backend"], self._params["n_threads"])
+        _backend_module(self._params["backend"]).predict_proba(Xs, self.coefs_, out,
+                                                               n_threads=slices)
         return out
 
     def _accuracy(self, Xs, y_idx):
@@ -350,10 +392,10 @@ class MLPClassifier:
         """Raw sigmoid outputs of the output layer, shape (n_samples, n_classes)."""
         self._check_fitted()
         Xs = self._standardized(check_X(X, n_features=self.n_features_in_))
-        if self._params["n_threads"] is None:
+        _, blas = _thread_plan(self._params["backend"], self._params["n_threads"])
+        if blas is None:
             return self._outputs(Xs)
-        # threadpoolctl costs tens of milliseconds per use: only when asked for
-        with threadpool_limits(limits=self._params["n_threads"], user_api="blas"):
+        with threadpool_limits(limits=blas, user_api="blas"):
             return self._outputs(Xs)
 
     def predict_proba(self, X):

@@ -149,7 +149,7 @@ def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp
         prev[...] = dw
 
 
-def predict_proba(X, weights, out, block_rows=4096):
+def predict_proba(X, weights, out, block_rows=4096, n_threads=None):
     """out := network outputs for every row of X, computed in row blocks.
 
     X       : (n, n_in) float32                     # IN
@@ -157,6 +157,8 @@ def predict_proba(X, weights, out, block_rows=4096):
     out     : (n, K) float32, C                     # OUT
 
     The block buffers are allocated once per call, not per block.
+    ``n_threads`` is accepted for the compiled twin's signature; NumPy's only
+    threads are BLAS's, which the caller limits.
     """
     n = X.shape[0]
     widths = [W.shape[0] for W in weights[:-1]]

@@ -1,4 +1,4 @@
-"""The seed network on the real MNIST: 35 epochs at batch 500 (about 10 s)."""
+"""The seed network on the real MNIST: 35 epochs at batch 500, both backends."""
 
 import subprocess
 import sys
@@ -10,19 +10,51 @@ from fastmlp import MLPClassifier
 from fastmlp.datasets import load_mnist
 
 
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+@pytest.fixture(scope="module")
+def seed_runs(mnist):
+    """The seed settings trained once per backend (same seed, 2 threads)."""
+    (X, y), (Xt, yt) = mnist
+    runs = {}
+    for backend in ("compiled", "numpy"):
+        m = MLPClassifier(random_state=0, backend=backend, n_threads=2)
+        assert (m.hidden_layer_sizes, m.epochs, m.batch_size) == ((70, 30), 35, 500)
+        m.fit(X, y)
+        runs[backend] = (m, m.score(Xt, yt))
+    return runs
+
+
 @pytest.mark.slow
-def test_seed_network_reaches_096_on_mnist():
-    (X, y), (Xt, yt) = load_mnist()
-    m = MLPClassifier(random_state=0, n_threads=1)
-    assert (m.hidden_layer_sizes, m.epochs, m.batch_size) == ((70, 30), 35, 500)
-    m.fit(X, y)
-    acc = m.score(Xt, yt)
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_seed_network_reaches_096_on_mnist(seed_runs, backend):
+    m, acc = seed_runs[backend]
     assert acc >= 0.96, acc
     assert m.layers_ == (784, 70, 30, 10)
     assert m.learning_rate_ == 0.0009994051838157095
     # the batch-averaged training accuracy sits above the test accuracy
     assert m.history_.train_acc[-1] > acc
     assert np.all(np.diff(m.history_.cost[:10]) < 0)
+
+
+@pytest.mark.slow
+def test_backends_reach_the_same_accuracy(seed_runs):
+    (_, a), (_, b) = seed_runs["compiled"], seed_runs["numpy"]
+    assert abs(a - b) <= 0.005, (a, b)
+
+
+@pytest.mark.slow
+def test_minmax_scaling_and_rate_0003_beat_the_seed_settings(mnist):
+    """What closes most of the gap to the seeds' "over 97.7 %": inputs x/255
+    (min-max) instead of standardised, learning rate 0.003.  Measured over
+    seeds 0-3: 0.9755-0.9783, against 0.9641-0.9667 with the seed settings."""
+    (X, y), (Xt, yt) = mnist
+    m = MLPClassifier(random_state=0, scaling="minmax", learning_rate=0.003, n_threads=2)
+    acc = m.fit(X, y).score(Xt, yt)
+    assert acc >= 0.972, acc
 
 
 def test_cli_trains_and_reports(tmp_path):

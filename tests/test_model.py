@@ -17,11 +17,15 @@ def digits():
     return load_digits()
 
 
-def small(**kw):
-    params = dict(hidden_layer_sizes=(20, 12), epochs=3, batch_size=64,
-                  learning_rate=0.05, random_state=0)
-    params.update(kw)
-    return MLPClassifier(**params)
+@pytest.fixture(params=["compiled", "numpy"])
+def small(request):
+    """Factory of small, quick models; every test using it runs on both backends."""
+    def make(**kw):
+        params = dict(hidden_layer_sizes=(20, 12), epochs=3, batch_size=64,
+                      learning_rate=0.05, random_state=0, backend=request.param)
+        params.update(kw)
+        return MLPClassifier(**params)
+    return make
 
 
 def test_learning_rate_after_35_epochs_is_the_seed_figure():
@@ -37,7 +41,7 @@ def test_schedule_continues_across_calls():
     np.testing.assert_array_equal(lr_schedule(0.001, 1e-3, 4, start_epoch=6), whole[6:])
 
 
-def test_fitted_model_ends_at_the_seed_rate(digits):
+def test_fitted_model_ends_at_the_seed_rate(digits, small):
     (X, y), _ = digits
     m = small(epochs=35, learning_rate=0.001, lr_decay=1e-6, batch_size=500).fit(X, y)
     assert m.learning_rate_ == 0.0009994051838157095
@@ -45,7 +49,7 @@ def test_fitted_model_ends_at_the_seed_rate(digits):
     assert m.n_iter_ == 35
 
 
-def test_same_seed_same_run_other_seed_other_run(digits):
+def test_same_seed_same_run_other_seed_other_run(digits, small):
     (X, y), _ = digits
     a = small(random_state=7).fit(X, y)
     b = small(random_state=7).fit(X, y)
@@ -56,7 +60,7 @@ def test_same_seed_same_run_other_seed_other_run(digits):
     assert not np.array_equal(a.coefs_[0], c.coefs_[0])
 
 
-def test_initial_weights_fill_the_seed_interval(digits):
+def test_initial_weights_fill_the_seed_interval(digits, small):
     (X, y), _ = digits
     m = small(epochs=1, learning_rate=1e-30, lr_decay=0.0, momentum=0.0, l2=0.0,
               hidden_layer_sizes=(300,), init_factor=2.0)
@@ -73,7 +77,7 @@ def test_initial_weights_fill_the_seed_interval(digits):
         assert abs(W.mean()) < 0.05 * r
 
 
-def test_shapes_dtypes_and_bias_layout(digits):
+def test_shapes_dtypes_and_bias_layout(digits, small):
     (X, y), _ = digits
     m = small().fit(X, y)
     assert m.layers_ == (64, 20, 12, 10)
@@ -83,7 +87,7 @@ def test_shapes_dtypes_and_bias_layout(digits):
     assert m.predict_outputs(X).dtype == np.float32
 
 
-def test_first_batch_cost_matches_plain_maths(digits):
+def test_first_batch_cost_matches_plain_maths(digits, small):
     """With shuffling off, the first recorded cost is LogLoss + reg of the
     initial weights on the first batch, computed in float64 from scratch."""
     (X, y), _ = digits
@@ -102,7 +106,7 @@ def test_first_batch_cost_matches_plain_maths(digits):
     assert m.history_.batch_reg_share[0][0] == pytest.approx(reg / (data + reg), rel=1e-4)
 
 
-def test_standardisation_uses_training_statistics_only(digits):
+def test_standardisation_uses_training_statistics_only(digits, small):
     (X, y), (Xt, yt) = digits
     m = small(epochs=1).fit(X, y, validation_data=(Xt, yt))
     Xf = X.astype(np.float64)
@@ -111,14 +115,28 @@ def test_standardisation_uses_training_statistics_only(digits):
     np.testing.assert_allclose(m.scale_, np.where(std > 0, std, 1.0), rtol=1e-5)
 
 
-def test_standardize_off_keeps_raw_inputs(digits):
+def test_scaling_none_keeps_raw_inputs(digits, small):
     (X, y), _ = digits
-    m = small(epochs=1, standardize=False).fit(X, y)
+    m = small(epochs=1, scaling="none").fit(X, y)
     np.testing.assert_array_equal(m.mean_, 0)
     np.testing.assert_array_equal(m.scale_, 1)
 
 
-def test_predictions_follow_the_forward_pass(digits):
+def test_minmax_scaling_maps_the_training_range_to_unit(digits, small):
+    (X, y), (Xt, _) = digits
+    m = small(epochs=1, scaling="minmax").fit(X, y)
+    Xs = m._standardized(X)
+    lo, hi = Xs.min(axis=0), Xs.max(axis=0)
+    varying = X.max(axis=0) > X.min(axis=0)
+    np.testing.assert_allclose(lo, 0.0, atol=1e-6)
+    np.testing.assert_allclose(hi[varying], 1.0, rtol=1e-6)
+    # MNIST-like pixels that reach the top of their range are simply x/255
+    pix = np.array([[0, 255], [255, 0], [51, 102]], np.uint8)
+    m2 = small(epochs=1, scaling="minmax").fit(pix, [0, 1, 0])
+    np.testing.assert_allclose(m2._standardized(pix), pix / 255.0, rtol=1e-6)
+
+
+def test_predictions_follow_the_forward_pass(digits, small):
     (X, y), (Xt, yt) = digits
     m = small(epochs=2).fit(X, y)
     Xs = (Xt.astype(np.float32) - m.mean_) / m.scale_
@@ -130,7 +148,7 @@ def test_predictions_follow_the_forward_pass(digits):
     assert m.score(Xt, yt) == pytest.approx(np.mean(m.predict(Xt) == yt))
 
 
-def test_history_records_every_epoch(digits):
+def test_history_records_every_epoch(digits, small):
     (X, y), (Xt, yt) = digits
     m = small(epochs=6, eval_period=3).fit(X, y, validation_data=(Xt, yt))
     h = m.history_
@@ -149,7 +167,7 @@ def test_history_records_every_epoch(digits):
     assert d["train_acc_kind"] == "batch" and len(d["batch_cost"]) == 6
 
 
-def test_full_training_accuracy_is_a_prediction_over_the_set(digits):
+def test_full_training_accuracy_is_a_prediction_over_the_set(digits, small):
     (X, y), _ = digits
     m = small(epochs=2, train_accuracy="full").fit(X, y)
     assert m.history_.train_acc[-1] == pytest.approx(m.score(X, y))
@@ -157,7 +175,7 @@ def test_full_training_accuracy_is_a_prediction_over_the_set(digits):
     assert all(np.isnan(m2.history_.train_acc))
 
 
-def test_batch_accuracy_counts_each_batchs_own_outputs(digits):
+def test_batch_accuracy_counts_each_batchs_own_outputs(digits, small):
     """One epoch, one batch, no learning: batch accuracy is the accuracy of
     the initial weights on the whole set."""
     (X, y), _ = digits
@@ -167,7 +185,7 @@ def test_batch_accuracy_counts_each_batchs_own_outputs(digits):
     assert m.history_.train_acc[0] == pytest.approx(m.score(X, y))
 
 
-def test_arbitrary_labels(digits):
+def test_arbitrary_labels(digits, small):
     (X, y), (Xt, yt) = digits
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
                       "eight", "nine"])
@@ -179,7 +197,7 @@ def test_arbitrary_labels(digits):
     np.testing.assert_array_equal(m2.classes_, [3, 17, 99])
 
 
-def test_user_arrays_are_never_modified(digits):
+def test_user_arrays_are_never_modified(digits, small):
     (X, y), (Xt, yt) = digits
     X64 = np.asfortranarray(X.astype(np.float64))
     X32 = np.ascontiguousarray(X, dtype=np.float32)
@@ -192,7 +210,7 @@ def test_user_arrays_are_never_modified(digits):
         np.testing.assert_array_equal(y, ybefore)
 
 
-def test_layouts_and_dtypes_train_the_same(digits):
+def test_layouts_and_dtypes_train_the_same(digits, small):
     (X, y), _ = digits
     ref = small(epochs=2).fit(X, y)
     for data in (np.asfortranarray(X), X.astype(np.float64), X.astype(np.int64)):
@@ -205,13 +223,13 @@ def test_layouts_and_dtypes_train_the_same(digits):
     assert m.n_iter_ == 1
 
 
-def test_batch_larger_than_data_is_one_batch(digits):
+def test_batch_larger_than_data_is_one_batch(digits, small):
     (X, y), _ = digits
     m = small(epochs=1, batch_size=100_000).fit(X, y)
     assert m.history_.batch_cost[0].shape == (1,)
 
 
-def test_last_batch_holds_the_remainder(digits):
+def test_last_batch_holds_the_remainder(digits, small):
     (X, y), _ = digits
     m = small(epochs=1, batch_size=500).fit(X, y)
     assert m.history_.batch_cost[0].shape == (-(-X.shape[0] // 500),)
@@ -229,14 +247,15 @@ def test_last_batch_holds_the_remainder(digits):
     (dict(backend="gpu"), "backend"),
     (dict(train_accuracy="sometimes"), "train_accuracy"),
     (dict(eval_period=0), "eval_period"),
+    (dict(scaling="robust"), "scaling"),
 ])
-def test_bad_parameters_are_named(digits, kw, match):
+def test_bad_parameters_are_named(digits, kw, match, small):
     (X, y), _ = digits
     with pytest.raises(ValueError, match=match):
         small(**kw).fit(X, y)
 
 
-def test_bad_parameter_types(digits):
+def test_bad_parameter_types(digits, small):
     (X, y), _ = digits
     with pytest.raises(TypeError, match="epochs"):
         small(epochs=2.5).fit(X, y)
@@ -244,7 +263,7 @@ def test_bad_parameter_types(digits):
         small(hidden_layer_sizes=None).fit(X, y)
 
 
-def test_bad_data_is_named(digits):
+def test_bad_data_is_named(digits, small):
     (X, y), _ = digits
     Xn = X.copy()
     Xn[3, 5] = np.nan
