@@ -82,3 +82,134 @@ def test_hidden_delta_rejects_wrong_dtype_and_layout_of_output():
         ck.hidden_delta(d.astype(np.float64), W, A, np.empty((5, 4), np.float32))
     with pytest.raises(ValueError):
         ck.hidden_delta(d, W, A, np.empty((5, 4), np.float32, order="F"))
+
+
+# ----------------------------------------------------------------- forward
+@pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (7, 5, 3), (37, 23, 11), (129, 784, 70),
+                                         (500, 30, 10)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_forward_layer_matches_numpy(B, n_in, n_out, order):
+    A = rand((B, n_in), -2, 2, order=order)
+    W = rand((n_out, 1 + n_in), -0.5, 0.5)
+    want = np.empty((B, n_out), np.float32)
+    nb.forward_layer(A, W, want)
+    got = np.full((B, n_out), np.nan, np.float32)
+    ck.forward_layer(A, W, got)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)
+
+
+def test_sigmoid_is_safe_for_any_float32():
+    """Extreme, tiny and special inputs: no warning, correct saturation, NaN kept."""
+    from scipy.special import expit
+    z = np.concatenate([np.linspace(-120, 120, 24001, dtype=np.float32),
+                        np.array([-3.4e38, -1e10, -88.8, -87.5, 87.5, 1e10, 3.4e38, 0.0,
+                                  -0.0, 1e-30, -1e-30], np.float32)])
+    W = np.zeros((z.size, 2), np.float32)
+    W[:, 0] = z                                   # the bias column carries z
+    got = np.empty((1, z.size), np.float32)
+    with np.errstate(all="raise"):
+        ck.forward_layer(np.zeros((1, 1), np.float32), W, got)
+    want = expit(z.astype(np.float64))
+    np.testing.assert_allclose(got[0], want, rtol=3e-7, atol=2e-38)
+    assert got[0, z > 20].min() == 1.0 and got[0].min() >= 0.0
+    W[0, 0] = np.nan
+    ck.forward_layer(np.zeros((1, 1), np.float32), W, got)
+    assert np.isnan(got[0, 0])
+
+
+# ---------------------------------------------------------------- output delta
+@pytest.mark.parametrize("B,K", [(1, 2), (13, 10), (500, 10), (77, 3)])
+def test_output_delta_matches_numpy(B, K):
+    A = rand((B, K), 0.0, 1.0)
+    A[0, 0] = 0.0                                  # saturated outputs stay finite
+    A[-1, -1] = 1.0
+    Y = np.eye(K, dtype=np.float32)[rng.integers(0, K, B)]
+    want_d, got_d = np.empty_like(A), np.empty_like(A)
+    want = nb.output_delta(A, Y, want_d, np.empty_like(A))
+    got = ck.output_delta(A, Y, got_d)
+    np.testing.assert_array_equal(got_d, want_d)
+    assert got[1] == want[1]
+    assert got[0] == pytest.approx(want[0], rel=1e-6)
+    assert np.isfinite(got[0])
+
+
+def test_output_delta_rejects_mismatched_targets():
+    with pytest.raises(ValueError, match="Y: expected shape"):
+        ck.output_delta(rand((4, 3)), rand((4, 2)), np.empty((4, 3), np.float32))
+
+
+# ------------------------------------------------------------ gradient update
+@pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (9, 6, 4), (37, 23, 11), (500, 784, 70)])
+@pytest.mark.parametrize("l2,l1,mom", [(0.0, 0.0, 0.0), (0.01, 0.0, 5e-5), (0.2, 0.05, 0.9),
+                                       (0.0, 0.1, 0.5)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_gradient_update_matches_numpy(B, n_in, n_out, l2, l1, mom, order):
+    delta = rand((B, n_out), order=order)
+    A_prev = rand((B, n_in), 0.0, 1.0, order=order)
+    W = rand((n_out, 1 + n_in), -0.5, 0.5)
+    W[0, 1] = 0.0                                  # sign(0) = 0 for the L1 term
+    prev = rand((n_out, 1 + n_in), -0.01, 0.01)
+    outs = []
+    for mod in (nb, ck):
+        Wc, pc = W.copy(), prev.copy()
+        Gw, gb = np.empty((n_out, n_in), np.float32), np.empty(n_out, np.float32)
+        mod.gradient_update(delta, A_prev, Wc, pc, 0.01, l2, l1, mom, Gw, gb,
+                            np.empty_like(Gw))
+        outs.append((Wc, pc, Gw, gb))
+    for (a, b, name) in zip(outs[0], outs[1], ("W", "dW_prev", "Gw", "gb")):
+        np.testing.assert_allclose(b, a, rtol=RTOL, atol=1e-7, err_msg=name)
+
+
+def test_regularization_cost_matches_numpy():
+    W = rand((11, 24))
+    for l2, l1 in ((0.0, 0.0), (0.3, 0.0), (0.0, 0.2), (0.3, 0.2)):
+        assert ck.regularization_cost(W, l2, l1) == pytest.approx(
+            nb.regularization_cost(W, l2, l1), rel=1e-6)
+
+
+def test_gradient_update_rejects_bad_operands():
+    d, A, W = rand((5, 3)), rand((5, 4)), rand((3, 5))
+    P, Gw, gb = np.zeros_like(W), np.empty((3, 4), np.float32), np.empty(3, np.float32)
+    with pytest.raises(ValueError, match="W: expected shape"):
+        ck.gradient_update(d, A, rand((3, 4)), P, 0.1, 0, 0, 0, Gw, gb)
+    with pytest.raises(ValueError, match="Gw: expected shape"):
+        ck.gradient_update(d, A, W, P, 0.1, 0, 0, 0, np.empty((4, 3), np.float32), gb)
+    with pytest.raises(ValueError, match="l2 must be"):
+        ck.gradient_update(d, A, W, P, 0.1, -1.0, 0, 0, Gw, gb)
+    with pytest.raises(ValueError, match="A_prev: expected shape"):
+        ck.gradient_update(d, rand((6, 4)), W, P, 0.1, 0, 0, 0, Gw, gb)
+
+
+# ------------------------------------------------------------- gather, predict
+def test_gather_rows_copies_the_indexed_rows():
+    X = rand((50, 7))
+    idx = np.array([49, 0, 3, 3, 17], np.intp)
+    out = np.empty((5, 7), np.float32)
+    ck.gather_rows(X, idx, out)
+    np.testing.assert_array_equal(out, X[idx])
+    with pytest.raises(ValueError, match="out of range"):
+        ck.gather_rows(X, np.array([0, 50], np.intp), np.empty((2, 7), np.float32))
+    with pytest.raises(ValueError, match="out of range"):
+        ck.gather_rows(X, np.array([-1], np.intp), np.empty((1, 7), np.float32))
+
+
+@pytest.mark.parametrize("layers", [(13, 5, 3), (64, 20, 12, 10), (9, 8, 7, 6, 5, 4)])
+@pytest.mark.parametrize("n_threads,block", [(1, 1000), (2, 17), (2, 1)])
+def test_predict_proba_matches_numpy(layers, n_threads, block):
+    X = rand((203, layers[0]))
+    Ws = [rand((o, 1 + i), -0.5, 0.5) for i, o in zip(layers[:-1], layers[1:])]
+    want = np.empty((203, layers[-1]), np.float32)
+    nb.predict_proba(X, Ws, want)
+    got = np.full_like(want, np.nan)
+    ck.predict_proba(X, Ws, got, block_rows=block, n_threads=n_threads)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)
+
+
+def test_predict_proba_rejects_inconsistent_weights():
+    X = rand((5, 4))
+    with pytest.raises(ValueError, match=r"weights\[1\]: expected shape"):
+        ck.predict_proba(X, [rand((3, 5)), rand((2, 3))], np.empty((5, 2), np.float32))
+    with pytest.raises(ValueError, match=r"weights\[0\]: must be a 2-D float32"):
+        ck.predict_proba(X, [rand((3, 5)).astype(np.float64)], np.empty((5, 3), np.float32))
+    with pytest.raises(ValueError, match=r"weights\[0\]: must be C-contiguous"):
+        ck.predict_proba(X, [np.asfortranarray(rand((3, 5)))], np.empty((5, 3), np.float32))

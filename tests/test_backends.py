@@ -1,0 +1,153 @@
+"""Compiled training step against the NumPy reference, step by step and per epoch."""
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from fastmlp import MLPClassifier
+from fastmlp import _kernels as ck
+from fastmlp import _numpy_backend as nb
+from fastmlp.datasets import load_digits
+
+from _reference import random_problem
+
+
+def make_pair(layers, n, B, l2, l1, mom, seed, n_threads):
+    weights, X, Y = random_problem(layers, batch=n, seed=seed)
+    pair = []
+    for mod, T in ((nb, None), (ck, n_threads)):
+        Ws = [W.copy() for W in weights]
+        Vs = [np.zeros_like(W) for W in weights]
+        pair.append((mod.Backend(X, Y, Ws, Vs, B, l2, l1, mom, T), Ws, Vs))
+    return pair
+
+
+@pytest.mark.parametrize("layers", [(30, 20, 5), (40, 30, 20, 15, 10, 4)],
+                         ids=["1-hidden", "4-hidden"])
+@pytest.mark.parametrize("l2,l1", [(0.0, 0.0), (0.01, 0.0), (0.05, 0.01)])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_one_epoch_same_weights(layers, l2, l1, n_threads):
+    """Same initial weights, same permutation, an epoch whose last batch is
+    short (1000 = 7 x 137 + 41): the two backends end with the same weights."""
+    n, B = 1000, 137
+    (nbk, Wn, Vn), (cbk, Wc, Vc) = make_pair(layers, n, B, l2, l1, 0.3, 7, n_threads)
+    order = np.random.default_rng(3).permutation(n)
+    with threadpool_limits(1, user_api="blas"):
+        for s in range(0, n, B):
+            idx = order[s:s + B]
+            cn, rn, okn = nbk.train_batch(idx, 0.01)
+            cc, rc, okc = cbk.train_batch(idx, 0.01)
+            assert cc == pytest.approx(cn, rel=1e-4)
+            assert rc == pytest.approx(rn, rel=1e-5, abs=1e-12)
+            assert abs(okc - okn) <= 1
+    for l, (a, b) in enumerate(zip(Wn, Wc)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6, err_msg=f"W[{l}]")
+    for l, (a, b) in enumerate(zip(Vn, Vc)):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-7, err_msg=f"V[{l}]")
+
+
+def test_single_slice_step_equals_numpy_closely():
+    """One thread, one batch: every weight within a few float32 ulps."""
+    (nbk, Wn, _), (cbk, Wc, _) = make_pair((50, 20, 10), 300, 300, 0.01, 0.0, 0.0, 1, 1)
+    idx = np.arange(300)
+    with threadpool_limits(1, user_api="blas"):
+        nbk.train_batch(idx, 0.05)
+        cbk.train_batch(idx, 0.05)
+    for a, b in zip(Wn, Wc):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+
+
+def test_train_batch_rejects_bad_indices_and_sizes():
+    (_, _, _), (cbk, _, _) = make_pair((6, 4, 3), 50, 10, 0.0, 0.0, 0.0, 2, 2)
+    with pytest.raises(ValueError, match="out of range"):
+        cbk.train_batch(np.array([0, 50], np.intp), 0.1)
+    with pytest.raises(ValueError, match="expected 1..10"):
+        cbk.train_batch(np.arange(11), 0.1)
+    with pytest.raises(ValueError, match="expected 1..10"):
+        cbk.train_batch(np.arange(0), 0.1)
+    with pytest.raises(ValueError, match="lr must be"):
+        cbk.train_batch(np.arange(3), float("nan"))
+
+
+def test_compiled_backend_rejects_inconsistent_construction():
+    weights, X, Y = random_problem((6, 4, 3), batch=20, seed=0)
+    V = [np.zeros_like(W) for W in weights]
+    with pytest.raises(ValueError, match="Y: expected shape"):
+        ck.Backend(X, Y[:, :2], weights, V, 5, 0, 0, 0)
+    with pytest.raises(ValueError, match=r"velocities\[1\]"):
+        ck.Backend(X, Y, weights, [V[0], V[1][:, :2].copy()], 5, 0, 0, 0)
+    with pytest.raises(ValueError, match="batch_size"):
+        ck.Backend(X, Y, weights, V, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="l2 must be"):
+        ck.Backend(X, Y, weights, V, 5, -0.1, 0, 0)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_compiled_epoch_allocates_nothing(n_threads):
+    """tracemalloc over a whole epoch: flat (only the Python floats returned)."""
+    (_, _, _), (cbk, _, _) = make_pair((784, 70, 30, 10), 6000, 500, 0.01, 0.001, 5e-5, 0,
+                                       n_threads)
+    order = np.random.default_rng(0).permutation(6000)
+    with threadpool_limits(1, user_api="blas"):
+        cbk.train_batch(order[:500], 1e-3)
+        tracemalloc.start()
+        for s in range(0, 6000, 500):
+            cbk.train_batch(order[s:s + 500], 1e-3)
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 4_000, peak
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_fit_is_deterministic_for_seed_and_threads(backend):
+    (X, y), _ = load_digits()
+    fits = [MLPClassifier((30,), epochs=3, batch_size=100, learning_rate=0.05,
+                          random_state=4, backend=backend, n_threads=2).fit(X, y)
+            for _ in range(2)]
+    for a, b in zip(fits[0].coefs_, fits[1].coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_backends_agree_over_a_short_fit():
+    (X, y), (Xt, yt) = load_digits()
+    kw = dict(hidden_layer_sizes=(30, 20), epochs=5, batch_size=100, learning_rate=0.05,
+              random_state=1, n_threads=1, l1=0.001)
+    a = MLPClassifier(backend="numpy", **kw).fit(X, y)
+    b = MLPClassifier(backend="compiled", **kw).fit(X, y)
+    for Wa, Wb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_allclose(Wb, Wa, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(b.history_.cost, a.history_.cost, rtol=1e-4)
+    assert abs(a.score(Xt, yt) - b.score(Xt, yt)) <= 0.005
+
+
+def test_gil_released_two_fits_in_threads_match_solo_fits():
+    (X, y), _ = load_digits()
+    X = np.repeat(X, 6, axis=0)          # big enough for the threads to overlap
+    y = np.repeat(y, 6)
+
+    def model(seed):
+        return MLPClassifier((64, 32), epochs=4, batch_size=200, learning_rate=0.01,
+                             random_state=seed, n_threads=1)
+
+    solo = [model(s).fit(X, y) for s in (1, 2)]
+    pair = [model(s) for s in (1, 2)]
+    errors = []
+
+    def run(m):
+        try:
+            m.fit(X, y)
+        except Exception as exc:          # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in pair]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for s, p in zip(solo, pair):
+        for a, b in zip(s.coefs_, p.coefs_):
+            np.testing.assert_array_equal(a, b)
