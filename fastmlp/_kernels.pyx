@@ -52,6 +52,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
 
@@ -98,6 +99,16 @@ cdef struct NetC:
     int *n_in      # inputs of each layer (without the bias)
     int *n_out     # outputs of each layer
     float **W      # (n_out, 1 + n_in) C-ordered weight matrices
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + 1e-9 * ts.tv_nsec
+
+
+#: Phases of a training step, in the order of ``CompiledBackend.phase_seconds``.
+PHASES = ("gather", "forward", "backward", "gradient", "update")
 
 
 # --------------------------------------------------------------------- BLAS
@@ -520,8 +531,12 @@ cdef class CompiledBackend:
     cdef double *slice_cost
     cdef long *slice_correct
     cdef double *row_reg
+    cdef Py_ssize_t n_jobs          # rows of all weight matrices together
+    cdef int32_t *job_layer         # layer of each of those rows
+    cdef Py_ssize_t job_first[64]   # first row index of each layer (L <= 64)
     cdef float *scratch
     cdef float l2, l1, mom
+    cdef double phase[5]
     cdef object _keep
     cdef public str name
 
@@ -597,7 +612,18 @@ cdef class CompiledBackend:
         self.slice_cost = &md[0]
         ml = buf(T, np.int_)
         self.slice_correct = &ml[0]
-        md = buf(self.net.widest, np.float64)
+        if L > 64:
+            raise ValueError(f"at most 64 weight matrices are supported, got {L}")
+        self.n_jobs = 0
+        for l in range(L):
+            self.job_first[l] = self.n_jobs
+            self.n_jobs += self.net.n_out[l]
+        layer_of_row = np.repeat(np.arange(L, dtype=np.int32),
+                                 [self.net.n_out[l] for l in range(L)])
+        keep.append(layer_of_row)
+        mi = layer_of_row
+        self.job_layer = &mi[0]
+        md = buf(self.n_jobs, np.float64)
         self.row_reg = &md[0]
         m1 = buf(T * self.net.widest)
         self.scratch = &m1[0]
@@ -615,6 +641,18 @@ cdef class CompiledBackend:
         """Row slices per batch."""
         return self.T
 
+    @property
+    def phase_seconds(self):
+        """Seconds spent per phase (``PHASES``) since construction or the last
+        :meth:`reset_phases`; the slice phases are timed on slice 0, whose
+        rows are a 1/n_threads share like every other slice's."""
+        return {name: self.phase[i] for i, name in enumerate(PHASES)}
+
+    def reset_phases(self):
+        """Set the phase timers to zero."""
+        for i in range(5):
+            self.phase[i] = 0.0
+
     def train_batch(self, const Py_ssize_t[::1] idx, double lr):
         """Train on rows ``idx`` of X; return (LogLoss, regularisation cost, n correct).
 
@@ -628,7 +666,7 @@ cdef class CompiledBackend:
             raise ValueError(f"lr must be a finite number >= 0, got {lr}")
         cdef int T = self.T if self.T <= b else <int>b
         cdef int s
-        cdef double cost = 0.0, reg = 0.0
+        cdef double cost = 0.0, reg = 0.0, t0
         cdef long correct = 0
         with nogil:
             for i in range(b):
@@ -646,7 +684,9 @@ cdef class CompiledBackend:
             for s in range(T):
                 cost += self.slice_cost[s]
                 correct += self.slice_correct[s]
+            t0 = _now()
             reg = self._update(T, <float>lr)
+            self.phase[4] += _now() - t0
         return cost, reg, correct
 
     cdef void _slice(self, int s, int T, const Py_ssize_t *idx, Py_ssize_t b) noexcept nogil:
@@ -657,15 +697,20 @@ cdef class CompiledBackend:
         cdef float *scratch = self.scratch + s * self.net.widest
         cdef const float *A_prev
         cdef float *Gpart
+        cdef double t0 = _now(), t1
         for i in range(r0, r1):
             memcpy(self.A0 + i * n0, self.X + idx[i] * n0, n0 * sizeof(float))
             self.batch_labels[i] = self.labels[idx[i]]
+        if s == 0:
+            t1 = _now(); self.phase[0] += t1 - t0; t0 = t1
         # forward
         A_prev = self.A0 + r0 * n0
         for l in range(L):
             n_out = self.net.n_out[l]
             _forward(&self.net.c, l, A_prev, rows, self.A[l] + r0 * n_out, scratch)
             A_prev = self.A[l] + r0 * n_out
+        if s == 0:
+            t1 = _now(); self.phase[1] += t1 - t0; t0 = t1
         # output delta, cost and accuracy of the slice
         n_out = self.net.n_out[L - 1]
         self.slice_correct[s] = 0
@@ -681,6 +726,8 @@ cdef class CompiledBackend:
                            0.0, self.D[l - 1] + r0 * n_in, n_in)
             fm_mul_sigmoid_deriv(self.D[l - 1] + r0 * n_in, self.A[l - 1] + r0 * n_in,
                                  rows * n_in)
+        if s == 0:
+            t1 = _now(); self.phase[2] += t1 - t0; t0 = t1
         # partial gradients of this slice
         for l in range(L):
             n_out, n_in = self.net.n_out[l], self.net.n_in[l]
@@ -689,31 +736,37 @@ cdef class CompiledBackend:
             _gemm_rowmajor(b'T', b'N', n_out, n_in, <int>rows, 1.0,
                            self.D[l] + r0 * n_out, n_out, A_prev, n_in, 0.0, Gpart, n_in)
             fm_column_sums(self.gb[l] + s * n_out, self.D[l] + r0 * n_out, rows, n_out)
+        if s == 0:
+            self.phase[3] += _now() - t0
 
     cdef double _update(self, int T, float lr) noexcept nogil:
-        """Sum the T partial gradients, regularise and update every weight."""
-        cdef int l, n_in, n_out
-        cdef Py_ssize_t i
+        """Sum the T partial gradients, regularise and update every weight.
+
+        One parallel loop over the rows of all layers (round robin, so the
+        long rows of layer 0 are shared out evenly); each row's part of the
+        regularisation cost is summed afterwards in row order, so the result
+        does not depend on the thread count."""
+        cdef Py_ssize_t j
         cdef double reg = 0.0
-        for l in range(self.net.L):
-            n_out = self.net.n_out[l]
-            if T > 1:
-                for i in prange(n_out, schedule="static", num_threads=T):
-                    self._update_row(l, i, T, lr)
-            else:
-                for i in range(n_out):
-                    self._update_row(l, i, T, lr)
-            if self.l2 > 0 or self.l1 > 0:
-                for i in range(n_out):
-                    reg += self.row_reg[i]
+        if T > 1:
+            for j in prange(self.n_jobs, schedule="static", chunksize=1, num_threads=T):
+                self._update_row(j, T, lr)
+        else:
+            for j in range(self.n_jobs):
+                self._update_row(j, T, lr)
+        if self.l2 > 0 or self.l1 > 0:
+            for j in range(self.n_jobs):
+                reg += self.row_reg[j]
         return reg
 
-    cdef inline void _update_row(self, int l, Py_ssize_t i, int T, float lr) noexcept nogil:
+    cdef inline void _update_row(self, Py_ssize_t j, int T, float lr) noexcept nogil:
+        cdef int l = self.job_layer[j]
+        cdef Py_ssize_t i = j - self.job_first[l]
         cdef int n_in = self.net.n_in[l], n_out = self.net.n_out[l]
         cdef float *w = self.net.W[l] + i * (n_in + 1)
         cdef float *v = self.V[l] + i * (n_in + 1)
         fm_update_bias(w, v, self.gb[l] + i, n_out, T, lr, self.mom)
-        self.row_reg[i] = fm_update_row(w + 1, v + 1, self.G[l] + i * n_in,
+        self.row_reg[j] = fm_update_row(w + 1, v + 1, self.G[l] + i * n_in,
                                         <Py_ssize_t>n_out * n_in, T, n_in, lr,
                                         self.l2, self.l1, self.mom)
 
