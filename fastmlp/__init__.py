@@ -21,9 +21,15 @@ __all__ = ["MLPClassifier", "History", "datasets", "lr_schedule", "build_info",
 
 
 def build_info():
-    """Return a dict describing the compiled extension (present or not)."""
+    """Describe the compiled extension: present or not, OpenMP or not, threads.
+
+    Returns a dict with ``compiled`` (bool), ``openmp`` (bool: without OpenMP
+    the compiled backend runs single-threaded), ``max_threads`` (OpenMP's
+    default team size) and ``module`` (the extension's file).
+    """
     try:
         from . import _kernels
     except ImportError as exc:  # pragma: no cover - reported, not hidden
-        return {"compiled": False, "error": str(exc)}
-    return {"compiled": True, "module": _kernels.__file__}
+        return {"compiled": False, "openmp": False, "error": str(exc)}
+    return {"compiled": True, "openmp": _kernels.HAVE_OPENMP,
+            "max_threads": _kernels.max_threads(), "module": _kernels.__file__}

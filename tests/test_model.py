@@ -299,3 +299,4 @@ def test_package_metadata():
     assert fastmlp.__version__
     info = fastmlp.build_info()
     assert info["compiled"] is True, info
+    assert isinstance(info["openmp"], bool) and info["max_threads"] >= 1
