@@ -147,12 +147,14 @@ FM_CLONES static double fm_update_row(float *restrict w, float *restrict v,
     return 0.5 * (double)l2 * sq + (double)l1 * ab;
 }
 
-/* gb[k] := sum over rows of d[i*K + k] (bias gradient of one thread's slice). */
+/* gb[k] := (accumulate ? gb[k] : 0) + sum over rows of d[i*K + k]
+ * (bias gradient of one thread's rows, chunk by chunk). */
 FM_CLONES static void fm_column_sums(float *restrict gb, const float *restrict d,
-                                     ptrdiff_t rows, ptrdiff_t K)
+                                     ptrdiff_t rows, ptrdiff_t K, int accumulate)
 {
-    for (ptrdiff_t k = 0; k < K; ++k)
-        gb[k] = 0.0f;
+    if (!accumulate)
+        for (ptrdiff_t k = 0; k < K; ++k)
+            gb[k] = 0.0f;
     for (ptrdiff_t i = 0; i < rows; ++i)
         for (ptrdiff_t k = 0; k < K; ++k)
             gb[k] = gb[k] + d[i * K + k];

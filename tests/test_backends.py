@@ -15,25 +15,29 @@ from fastmlp.datasets import load_digits
 from _reference import random_problem
 
 
-def make_pair(layers, n, B, l2, l1, mom, seed, n_threads):
+def make_pair(layers, n, B, l2, l1, mom, seed, n_threads, chunk_rows=256):
     weights, X, Y = random_problem(layers, batch=n, seed=seed)
     pair = []
     for mod, T in ((nb, None), (ck, n_threads)):
         Ws = [W.copy() for W in weights]
         Vs = [np.zeros_like(W) for W in weights]
-        pair.append((mod.Backend(X, Y, Ws, Vs, B, l2, l1, mom, T), Ws, Vs))
+        extra = {"chunk_rows": chunk_rows} if mod is ck else {}
+        pair.append((mod.Backend(X, Y, Ws, Vs, B, l2, l1, mom, T, **extra), Ws, Vs))
     return pair
 
 
 @pytest.mark.parametrize("layers", [(30, 20, 5), (40, 30, 20, 15, 10, 4)],
                          ids=["1-hidden", "4-hidden"])
 @pytest.mark.parametrize("l2,l1", [(0.0, 0.0), (0.01, 0.0), (0.05, 0.01)])
-@pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_one_epoch_same_weights(layers, l2, l1, n_threads):
+@pytest.mark.parametrize("n_threads,chunk_rows", [(1, 256), (2, 256), (3, 256), (1, 16),
+                                                   (2, 7)])
+def test_one_epoch_same_weights(layers, l2, l1, n_threads, chunk_rows):
     """Same initial weights, same permutation, an epoch whose last batch is
-    short (1000 = 7 x 137 + 41): the two backends end with the same weights."""
+    short (1000 = 7 x 137 + 41): the two backends end with the same weights,
+    whether a slice goes through the network in one chunk or in several."""
     n, B = 1000, 137
-    (nbk, Wn, Vn), (cbk, Wc, Vc) = make_pair(layers, n, B, l2, l1, 0.3, 7, n_threads)
+    (nbk, Wn, Vn), (cbk, Wc, Vc) = make_pair(layers, n, B, l2, l1, 0.3, 7, n_threads,
+                                             chunk_rows)
     order = np.random.default_rng(3).permutation(n)
     with threadpool_limits(1, user_api="blas"):
         for s in range(0, n, B):
@@ -83,6 +87,8 @@ def test_compiled_backend_rejects_inconsistent_construction():
         ck.Backend(X, Y, weights, V, 0, 0, 0, 0)
     with pytest.raises(ValueError, match="l2 must be"):
         ck.Backend(X, Y, weights, V, 5, -0.1, 0, 0)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        ck.Backend(X, Y, weights, V, 5, 0, 0, 0, 1, 0)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
