@@ -765,14 +765,15 @@ cdef class CompiledBackend:
     cdef double _update(self, int T, float lr) noexcept nogil:
         """Sum the T partial gradients, regularise and update every weight.
 
-        One parallel loop over the rows of all layers (round robin, so the
-        long rows of layer 0 are shared out evenly); each row's part of the
+        One parallel loop over the rows of all layers, dealt out round robin
+        in blocks of 8 rows (the long rows of layer 0 are shared evenly, and
+        a block is long enough for the prefetcher); each row's part of the
         regularisation cost is summed afterwards in row order, so the result
         does not depend on the thread count."""
         cdef Py_ssize_t j
         cdef double reg = 0.0
         if T > 1:
-            for j in prange(self.n_jobs, schedule="static", chunksize=1, num_threads=T):
+            for j in prange(self.n_jobs, schedule="static", chunksize=8, num_threads=T):
                 self._update_row(j, T, lr)
         else:
             for j in range(self.n_jobs):
