@@ -54,6 +54,8 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+import os
+
 import numpy as np
 
 from scipy.linalg.cython_blas cimport sgemm
@@ -71,6 +73,16 @@ cdef extern from "fastmlp_elementwise.h" nogil:
                         int accumulate)
     double fm_output_delta(const float *a, const int32_t *labels, float *delta,
                            Py_ssize_t rows, Py_ssize_t K, long *correct)
+
+cdef extern from "fastmlp_gemm.h" nogil:
+    int fm_own_gemm_available()
+    Py_ssize_t fm_packed_width(Py_ssize_t n_out)
+    void fm_pack_weights(const float *W, Py_ssize_t n_out, Py_ssize_t K, Py_ssize_t ldw,
+                         float *P, Py_ssize_t NP)
+    void fm_gemm_forward(const float *A, Py_ssize_t rows, Py_ssize_t K, Py_ssize_t lda,
+                         const float *P, Py_ssize_t NP, float *Z, Py_ssize_t n_out)
+    void fm_gemm_gradient(const float *D, Py_ssize_t rows, Py_ssize_t n_out, const float *A,
+                          Py_ssize_t lda, Py_ssize_t K, float *G, int accumulate)
 
 cdef extern from *:
     """
@@ -95,11 +107,39 @@ def max_threads():
     return fm_max_threads()
 
 
+# The step's two large products use fastmlp's own AVX-512 kernels
+# (csrc/fastmlp_gemm.h) when the CPU has AVX-512F, sgemm otherwise.
+# FASTMLP_GEMM=blas in the environment makes every product go to sgemm.
+cdef bint _OWN_AVAILABLE = fm_own_gemm_available() != 0
+cdef bint _OWN = _OWN_AVAILABLE and os.environ.get("FASTMLP_GEMM", "").lower() != "blas"
+
+
+#: True when the CPU can run fastmlp's AVX-512 products.
+OWN_GEMM_AVAILABLE = bool(_OWN_AVAILABLE)
+
+
+def gemm_kind():
+    """'avx512' when the large products use fastmlp's kernels, else 'blas'."""
+    return "avx512" if _OWN else "blas"
+
+
+def _set_own_gemm(bint flag):
+    """Use (True, where the CPU allows) or bypass fastmlp's AVX-512 kernels for
+    objects created from now on; returns the previous setting.  For tests and
+    benchmarks that compare the two paths."""
+    global _OWN
+    previous = _OWN
+    _OWN = flag and _OWN_AVAILABLE
+    return previous
+
+
 cdef struct NetC:
     int L
     int *n_in      # inputs of each layer (without the bias)
     int *n_out     # outputs of each layer
     float **W      # (n_out, 1 + n_in) C-ordered weight matrices
+    float **P      # packed W[:, 1:]^T per layer for fm_gemm_forward, or NULL
+    Py_ssize_t *NP # packed width per layer
 
 
 cdef inline double _now() noexcept nogil:
@@ -187,8 +227,14 @@ def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A
     if B == 0 or n_out == 0:
         return
     cdef float[::1] bias = np.empty(n_out, np.float32)
+    cdef Py_ssize_t NP = fm_packed_width(n_out)
+    cdef bint own = _OWN and fa == b'N' and n_in > 0
+    cdef float[::1] P = np.empty(n_in * NP if own else 1, np.float32)
     with nogil:
-        if n_in > 0:
+        if own:
+            fm_pack_weights(&W[0, 1], n_out, n_in, ldw, &P[0], NP)
+            fm_gemm_forward(&A_prev[0, 0], B, n_in, lda, &P[0], NP, &A_out[0, 0], n_out)
+        elif n_in > 0:
             _gemm_rowmajor(fa, b'T', <int>B, <int>n_out, <int>n_in, 1.0,
                            &A_prev[0, 0], lda, &W[0, 1], ldw, 0.0, &A_out[0, 0], <int>n_out)
         else:
@@ -308,8 +354,11 @@ def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, 
     cdef Py_ssize_t i, k
     cdef Py_ssize_t sd0 = delta.strides[0] // sizeof(float), sd1 = delta.strides[1] // sizeof(float)
     cdef const float *pd = &delta[0, 0] if B > 0 else NULL
+    cdef bint own = _OWN and fd == b'N' and ldd == n_out and fa == b'N'
     with nogil:
-        if B > 0 and n_in > 0:
+        if B > 0 and n_in > 0 and own:
+            fm_gemm_gradient(pd, B, n_out, &A_prev[0, 0], lda, n_in, &Gw[0, 0], 0)
+        elif B > 0 and n_in > 0:
             _gemm_rowmajor(_flip(fd), fa, <int>n_out, <int>n_in, <int>B, 1.0,
                            pd, ldd, &A_prev[0, 0], lda, 0.0, &Gw[0, 0], <int>n_in)
         elif n_in > 0:
@@ -393,7 +442,9 @@ def predict_proba(const float[:, ::1] X, weights, float[:, ::1] out, Py_ssize_t 
     cdef int t
     if n == 0:
         return out
+    net.enable_packing()
     with nogil:
+        net.repack()
         if T > 1:
             for blk in prange(n_blocks, schedule="static", num_threads=T):
                 t = threadid()
@@ -437,8 +488,11 @@ cdef inline void _forward(const NetC *net, Py_ssize_t l, const float *A_prev, Py
                           float *A_out, float *scratch) noexcept nogil:
     """A_out (rows x n_out, C) := sigmoid(A_prev . W_l[:, 1:]^T + W_l[:, 0])."""
     cdef int n_in = net.n_in[l], n_out = net.n_out[l]
-    _gemm_rowmajor(b'N', b'T', <int>rows, n_out, n_in, 1.0, A_prev, n_in,
-                   net.W[l] + 1, n_in + 1, 0.0, A_out, n_out)
+    if net.P != NULL:
+        fm_gemm_forward(A_prev, rows, n_in, n_in, net.P[l], net.NP[l], A_out, n_out)
+    else:
+        _gemm_rowmajor(b'N', b'T', <int>rows, n_out, n_in, 1.0, A_prev, n_in,
+                       net.W[l] + 1, n_in + 1, 0.0, A_out, n_out)
     fm_bias_sigmoid(A_out, rows, n_out, n_out, net.W[l], n_in + 1, scratch)
 
 
@@ -452,6 +506,9 @@ cdef class _Net:
     cdef float **W
     cdef Py_ssize_t widest, widest_hidden
     cdef object _keep
+    cdef float **P
+    cdef Py_ssize_t *NP
+    cdef object _packed
 
     def __cinit__(self, weights, Py_ssize_t n_in0):
         weights = list(weights)
@@ -490,11 +547,46 @@ cdef class _Net:
         self.c.n_in = self.n_in
         self.c.n_out = self.n_out
         self.c.W = self.W
+        self.c.P = NULL
+        self.c.NP = NULL
+        self.P = NULL
+        self.NP = NULL
+
+    cdef int enable_packing(self) except -1:
+        """Allocate the packed weights for fm_gemm_forward, if it is in use."""
+        if not _OWN or self.c.P != NULL:
+            return 0
+        self.P = <float **>calloc(self.L, sizeof(float *))
+        self.NP = <Py_ssize_t *>calloc(self.L, sizeof(Py_ssize_t))
+        if self.P == NULL or self.NP == NULL:
+            raise MemoryError()
+        self._packed = []
+        cdef float[::1] m
+        for l in range(self.L):
+            self.NP[l] = fm_packed_width(self.n_out[l])
+            a = np.zeros(max(1, self.n_in[l] * self.NP[l]), np.float32)
+            self._packed.append(a)
+            m = a
+            self.P[l] = &m[0]
+        self.c.P = self.P
+        self.c.NP = self.NP
+        return 0
+
+    cdef void repack(self) noexcept nogil:
+        """Copy the current weights into the packed form (after every update)."""
+        cdef int l
+        if self.c.P == NULL:
+            return
+        for l in range(self.L):
+            fm_pack_weights(self.W[l] + 1, self.n_out[l], self.n_in[l], self.n_in[l] + 1,
+                            self.P[l], self.NP[l])
 
     def __dealloc__(self):
         free(self.n_in)
         free(self.n_out)
         free(self.W)
+        free(self.P)
+        free(self.NP)
 
 
 cdef class CompiledBackend:
@@ -637,6 +729,7 @@ cdef class CompiledBackend:
         self.row_reg = &md[0]
         m1 = buf(T * self.net.widest)
         self.scratch = &m1[0]
+        self.net.enable_packing()
         self._keep = keep
 
     def __dealloc__(self):
@@ -686,6 +779,9 @@ cdef class CompiledBackend:
         if bad >= 0:
             raise ValueError(f"idx[{bad}] = {idx[bad]} is out of range for {self.n_rows} rows")
         with nogil:
+            t0 = _now()
+            self.net.repack()
+            self.phase[1] += _now() - t0
             if T > 1:
                 for s in prange(T, schedule="static", chunksize=1, num_threads=T):
                     self._slice(s, T, &idx[0], b)
@@ -752,9 +848,13 @@ cdef class CompiledBackend:
             for l in range(L):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]
                 A_prev = A0 if l == 0 else self.A[l - 1] + s * CH * n_in
-                _gemm_rowmajor(b'T', b'N', n_out, n_in, <int>rows, 1.0,
-                               self.D[l] + s * CH * n_out, n_out, A_prev, n_in,
-                               0.0 if first else 1.0, self.G[l] + s * n_out * n_in, n_in)
+                if self.net.c.P != NULL:
+                    fm_gemm_gradient(self.D[l] + s * CH * n_out, rows, n_out, A_prev, n_in,
+                                     n_in, self.G[l] + s * n_out * n_in, not first)
+                else:
+                    _gemm_rowmajor(b'T', b'N', n_out, n_in, <int>rows, 1.0,
+                                   self.D[l] + s * CH * n_out, n_out, A_prev, n_in,
+                                   0.0 if first else 1.0, self.G[l] + s * n_out * n_in, n_in)
                 fm_column_sums(self.gb[l] + s * n_out, self.D[l] + s * CH * n_out, rows,
                                n_out, not first)
             if s == 0:

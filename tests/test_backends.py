@@ -14,6 +14,12 @@ from fastmlp.datasets import load_digits
 
 from _reference import random_problem
 
+@pytest.fixture(autouse=True)
+def _both_gemm_paths(gemm_path):
+    """Every test here runs with fastmlp's AVX-512 products and with sgemm."""
+    return gemm_path
+
+
 
 def make_pair(layers, n, B, l2, l1, mom, seed, n_threads, chunk_rows=256):
     weights, X, Y = random_problem(layers, batch=n, seed=seed)
