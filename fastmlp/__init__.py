@@ -25,11 +25,13 @@ def build_info():
 
     Returns a dict with ``compiled`` (bool), ``openmp`` (bool: without OpenMP
     the compiled backend runs single-threaded), ``max_threads`` (OpenMP's
-    default team size) and ``module`` (the extension's file).
+    default team size), ``gemm`` ("avx512": the step's large products use
+    fastmlp's own kernels; "blas": sgemm) and ``module`` (the extension's file).
     """
     try:
         from . import _kernels
     except ImportError as exc:  # pragma: no cover - reported, not hidden
         return {"compiled": False, "openmp": False, "error": str(exc)}
     return {"compiled": True, "openmp": _kernels.HAVE_OPENMP,
-            "max_threads": _kernels.max_threads(), "module": _kernels.__file__}
+            "max_threads": _kernels.max_threads(), "gemm": _kernels.gemm_kind(),
+            "module": _kernels.__file__}
