@@ -398,6 +398,42 @@ class MLPClassifier:
         with threadpool_limits(limits=blas, user_api="blas"):
             return self._outputs(Xs)
 
+    def loss_and_gradients(self, X, y):
+        """LogLoss, regularisation cost and gradient of the batch (X, y) at the
+        current weights, computed by the model's backend kernels.
+
+        Returns ``(cost, reg, gradients)`` with one ``(n_out, 1 + n_in)``
+        float32 gradient per weight matrix (bias in column 0), summed over the
+        batch and regularised as in training.  The weights are not changed.
+        For checking the maths (finite differences, the Keras twin).
+        """
+        self._check_fitted()
+        Xs = self._standardized(check_X(X, n_features=self.n_features_in_))
+        y_idx = self._encode(check_y(y, Xs.shape[0]))
+        Y = self._one_hot(y_idx)
+        mod = _backend_module(self._params["backend"])
+        l2, l1 = self._params["l2"], self._params["l1"]
+        B = Xs.shape[0]
+        A = [Xs] + [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
+        D = [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
+        T = [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
+        for l, W in enumerate(self.coefs_):
+            mod.forward_layer(A[l], W, A[l + 1])
+        cost, _ = mod.output_delta(A[-1], Y, D[-1], T[-1])
+        reg = sum(mod.regularization_cost(W, l2, l1) for W in self.coefs_)
+        for l in range(len(self.coefs_) - 1, 0, -1):
+            mod.hidden_delta(D[l], self.coefs_[l], A[l], D[l - 1], T[l - 1])
+        grads = []
+        for l, W in enumerate(self.coefs_):
+            Wc, prev = W.copy(), np.zeros_like(W)
+            Gw = np.empty((W.shape[0], W.shape[1] - 1), np.float32)
+            gb = np.empty(W.shape[0], np.float32)
+            # lr 1 and no momentum: after the call Gw and gb hold the gradient
+            mod.gradient_update(D[l], A[l], Wc, prev, 1.0, l2, l1, 0.0, Gw, gb,
+                                np.empty_like(Gw))
+            grads.append(np.column_stack([gb, Gw]))
+        return float(cost), float(reg), grads
+
     def predict_proba(self, X):
         """Class probabilities: the sigmoid outputs normalised to sum to 1 per row."""
         out = self.predict_outputs(X)

@@ -1,0 +1,217 @@
+"""Keras reference models: the seeds' MLP and CNN, and a Keras twin of a fastmlp model.
+
+Importing this module does not import TensorFlow; each function does, and
+raises ImportError with the install hint when it is missing
+(``pip install "fastmlp[keras]"``).
+
+* :func:`seed_mlp` -- the seeds' reference MLP exactly as they train it
+  (Dense 70/30/10 sigmoid, L2 0.01 on the hidden layers, rmsprop, categorical
+  cross-entropy, inputs x/255).
+* :func:`seed_cnn` -- the seeds' CNN builder: lists of conv, pool and dense
+  layer specs with an activation per layer; with the default specs it has
+  96,844 parameters, the seeds' count.
+* :class:`KerasTwin` / :func:`keras_twin` -- the same network as a fastmlp
+  model, with its current weights, its scaling, the summed LogLoss with its
+  regularisation and its momentum rule, computed by TensorFlow.  The tests use
+  it to check fastmlp's gradients, training steps and predictions.
+"""
+
+import numpy as np
+
+__all__ = ["seed_mlp", "seed_cnn", "SEED_CNN_LAYERS", "KerasTwin", "keras_twin",
+           "mnist_for_keras"]
+
+
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError("the Keras reference models need TensorFlow: "
+                          'pip install "fastmlp[keras]"') from exc
+    return tf
+
+
+def seed_mlp(n_inputs=784, hidden=(70, 30), n_classes=10, l2=0.01, optimizer="rmsprop",
+             jit_compile=None, steps_per_execution=1):
+    """The seeds' reference Keras MLP, compiled as they compile it.
+
+    Dense(70, sigmoid, L2 0.01) -> Dense(30, sigmoid, L2 0.01) ->
+    Dense(10, sigmoid); ``optimizer`` rmsprop, loss categorical
+    cross-entropy, metric accuracy.  Train it on x/255 inputs and one-hot
+    labels (:func:`mnist_for_keras`).  ``jit_compile`` and
+    ``steps_per_execution`` are passed to ``compile`` (XLA and several
+    batches per call: what Keras recommends for small models).
+    """
+    tf = _tf()
+    keras = tf.keras
+    reg = keras.regularizers.l2(l2) if l2 else None
+    layers = [keras.Input((n_inputs,))]
+    for h in hidden:
+        layers.append(keras.layers.Dense(h, activation="sigmoid", kernel_regularizer=reg))
+    layers.append(keras.layers.Dense(n_classes, activation="sigmoid"))
+    model = keras.Sequential(layers)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    return model
+
+
+#: The seeds' CNN: (filters, kernel, activation) per conv layer, pool sizes
+#: after the first two, (units, activation) per dense layer.
+SEED_CNN_LAYERS = dict(
+    conv=[(32, (3, 3), "relu"), (64, (3, 3), "relu"), (64, (3, 3), "relu")],
+    pool=[(2, 2), (2, 2)],
+    dense=[(70, "relu"), (10, "softmax")],
+)
+
+
+def seed_cnn(conv=None, pool=None, dense=None, input_shape=(28, 28, 1),
+             optimizer="rmsprop"):
+    """The seeds' CNN builder: Conv2D layers, each of the first ``len(pool)``
+    followed by max-pooling, then Flatten and the dense layers.
+
+    conv  : list of (filters, (kh, kw), activation)
+    pool  : list of (ph, pw); needs ``len(pool) <= len(conv)``
+    dense : list of (units, activation); the last is the output layer
+
+    Defaults are :data:`SEED_CNN_LAYERS` (96,844 parameters).  Compiled with
+    ``optimizer``, categorical cross-entropy and accuracy.
+    """
+    tf = _tf()
+    keras = tf.keras
+    conv = SEED_CNN_LAYERS["conv"] if conv is None else conv
+    pool = SEED_CNN_LAYERS["pool"] if pool is None else pool
+    dense = SEED_CNN_LAYERS["dense"] if dense is None else dense
+    if not conv or not dense:
+        raise ValueError("seed_cnn needs at least one conv and one dense layer")
+    if len(pool) > len(conv):
+        raise ValueError(f"{len(pool)} pooling layers for {len(conv)} conv layers: "
+                         "at most one pooling layer follows each conv layer")
+    layers = [keras.Input(input_shape)]
+    for i, (filters, kernel, act) in enumerate(conv):
+        layers.append(keras.layers.Conv2D(filters, kernel, activation=act))
+        if i < len(pool):
+            layers.append(keras.layers.MaxPooling2D(pool[i]))
+    layers.append(keras.layers.Flatten())
+    for units, act in dense:
+        layers.append(keras.layers.Dense(units, activation=act))
+    model = keras.Sequential(layers)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def mnist_for_keras(X, y, n_classes=10, images=False):
+    """The seeds' Keras preprocessing: x/255 as float32 and one-hot labels.
+
+    ``images=True`` reshapes to (n, 28, 28, 1) for the CNN.
+    """
+    Xk = np.asarray(X, np.float32).reshape(len(X), -1) / np.float32(255.0)
+    if images:
+        Xk = Xk.reshape(len(X), 28, 28, 1)
+    Y = np.zeros((len(y), n_classes), np.float32)
+    Y[np.arange(len(y)), np.asarray(y, np.int64)] = 1.0
+    return Xk, Y
+
+
+class KerasTwin:
+    """A fastmlp network rebuilt in Keras, computing with TensorFlow.
+
+    Parameters
+    ----------
+    weights : list of (n_out, 1 + n_in) arrays   fastmlp layout, bias in column 0
+    mean, scale : arrays or None                 fastmlp's input scaling
+    l2, l1, momentum : float                     fastmlp's hyperparameters
+
+    ``model`` is a ``keras.Sequential`` of sigmoid Dense layers whose kernel
+    is ``W[:, 1:].T`` and bias ``W[:, 0]``.  The loss is fastmlp's: binary
+    cross-entropy summed over outputs and samples plus ``l2/2 sum W^2 + l1
+    sum |W|`` over the kernels, and :meth:`train_step` applies fastmlp's
+    momentum rule ``W -= lr G + momentum dW_prev`` with plain TensorFlow ops.
+    """
+
+    def __init__(self, weights, mean=None, scale=None, l2=0.0, l1=0.0, momentum=0.0):
+        tf = _tf()
+        self._tf = tf
+        keras = tf.keras
+        weights = [np.asarray(W, np.float32) for W in weights]
+        layers = [keras.Input((weights[0].shape[1] - 1,))]
+        for W in weights:
+            layers.append(keras.layers.Dense(W.shape[0], activation="sigmoid"))
+        self.model = keras.Sequential(layers)
+        for layer, W in zip(self.model.layers, weights):
+            layer.set_weights([np.ascontiguousarray(W[:, 1:].T), W[:, 0].copy()])
+        self.mean = None if mean is None else np.asarray(mean, np.float32)
+        self.scale = None if scale is None else np.asarray(scale, np.float32)
+        self.l2, self.l1, self.momentum = float(l2), float(l1), float(momentum)
+        self._vars = []
+        for layer in self.model.layers:
+            self._vars += [layer.kernel, layer.bias]
+        self._prev = [tf.Variable(tf.zeros_like(v)) for v in self._vars]
+
+    def transform(self, X):
+        """Scale X as the fastmlp model does (float32)."""
+        X = np.asarray(X, np.float32)
+        if self.mean is not None:
+            X = (X - self.mean) / self.scale
+        return X
+
+    def _loss(self, Xs, Y):
+        tf = self._tf
+        A = tf.convert_to_tensor(Xs)
+        layers = self.model.layers
+        for layer in layers[:-1]:
+            A = layer(A)
+        logits = tf.matmul(A, layers[-1].kernel) + layers[-1].bias
+        data = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=Y, logits=logits))
+        reg = tf.constant(0.0)
+        for layer in layers:
+            if self.l2 > 0:
+                reg += 0.5 * self.l2 * tf.reduce_sum(tf.square(layer.kernel))
+            if self.l1 > 0:
+                reg += self.l1 * tf.reduce_sum(tf.abs(layer.kernel))
+        return data, reg
+
+    def gradients(self, Xs, Y):
+        """(LogLoss, regularisation, gradients in fastmlp layout) for the
+        scaled batch ``Xs`` and one-hot targets ``Y``, by tf.GradientTape."""
+        tf = self._tf
+        Y = tf.convert_to_tensor(np.asarray(Y, np.float32))
+        with tf.GradientTape() as tape:
+            data, reg = self._loss(Xs, Y)
+            total = data + reg
+        grads = tape.gradient(total, self._vars)
+        out = []
+        for gk, gb in zip(grads[0::2], grads[1::2]):
+            out.append(np.column_stack([gb.numpy(), gk.numpy().T]).astype(np.float32))
+        return float(data), float(reg), out
+
+    def train_step(self, Xs, Y, lr):
+        """One step of fastmlp's rule on the batch: dW = lr G;
+        W -= dW + momentum dW_prev; dW_prev = dW.  Returns the batch cost."""
+        tf = self._tf
+        Y = tf.convert_to_tensor(np.asarray(Y, np.float32))
+        with tf.GradientTape() as tape:
+            data, reg = self._loss(Xs, Y)
+            total = data + reg
+        grads = tape.gradient(total, self._vars)
+        for v, g, prev in zip(self._vars, grads, self._prev):
+            dw = lr * g
+            v.assign_sub(dw + self.momentum * prev)
+            prev.assign(dw)
+        return float(total)
+
+    def weights(self):
+        """Current weights in fastmlp layout (n_out, 1 + n_in), bias in column 0."""
+        return [np.column_stack([layer.bias.numpy(), layer.kernel.numpy().T])
+                for layer in self.model.layers]
+
+    def predict_outputs(self, X):
+        """Sigmoid outputs for raw (unscaled) X."""
+        return self.model(self.transform(X), training=False).numpy()
+
+
+def keras_twin(model):
+    """The :class:`KerasTwin` of a fitted :class:`fastmlp.MLPClassifier`."""
+    if not hasattr(model, "coefs_"):
+        raise ValueError("keras_twin needs a fitted MLPClassifier")
+    return KerasTwin(model.coefs_, model.mean_, model.scale_, l2=model.l2, l1=model.l1,
+                     momentum=model.momentum)

@@ -1,0 +1,122 @@
+"""fastmlp against Keras/TensorFlow: same weights => same gradients, steps, predictions.
+
+TensorFlow comes with the test extra (``pip install ".[test]"``), so these
+tests run in CI; they are not skipped when it is missing.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+import tensorflow as tf
+
+from fastmlp import MLPClassifier
+from fastmlp import _kernels as ck
+from fastmlp import _numpy_backend as nb
+from fastmlp.datasets import load_digits
+from fastmlp.keras_models import (KerasTwin, keras_twin, mnist_for_keras, seed_cnn,
+                                  seed_mlp)
+
+from _reference import random_problem
+
+BACKENDS = {"numpy": nb, "compiled": ck}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def test_seed_cnn_has_the_seeds_parameter_count():
+    model = seed_cnn()
+    assert model.count_params() == 96_844
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D",
+                     "Flatten", "Dense", "Dense"]
+    assert model.layers[-1].activation.__name__ == "softmax"
+
+
+def test_seed_cnn_builder_is_parameterised():
+    m = seed_cnn(conv=[(8, (3, 3), "tanh")], pool=[(2, 2)], dense=[(10, "sigmoid")])
+    # 8*9+8 = 80 conv weights; 13*13*8 = 1352 inputs to the dense layer
+    assert m.count_params() == 80 + 1352 * 10 + 10
+    with pytest.raises(ValueError, match="pooling"):
+        seed_cnn(conv=[(8, (3, 3), "relu")], pool=[(2, 2), (2, 2)])
+
+
+def test_seed_mlp_is_the_seeds_model():
+    m = seed_mlp()
+    dense = m.layers
+    assert [d.units for d in dense] == [70, 30, 10]
+    assert all(d.activation.__name__ == "sigmoid" for d in dense)
+    assert dense[0].kernel_regularizer is not None and dense[2].kernel_regularizer is None
+    assert m.count_params() == 57_390            # the seeds' count for 784-70-30-10
+    assert type(m.optimizer).__name__ == "RMSprop"
+    X, Y = mnist_for_keras(np.full((3, 784), 255, np.uint8), [0, 3, 9])
+    assert X.max() == 1.0 and Y.sum() == 3 and Y[1, 3] == 1.0
+
+
+def model_with_weights(weights, l2, l1, backend, X, y):
+    """A fitted-looking MLPClassifier carrying exactly these weights."""
+    m = MLPClassifier(hidden_layer_sizes=tuple(W.shape[0] for W in weights[:-1]),
+                      epochs=1, batch_size=len(X), learning_rate=1e-30, lr_decay=0.0,
+                      momentum=0.0, l2=l2, l1=l1, backend=backend, scaling="none",
+                      random_state=0)
+    m.fit(X, y)
+    m.coefs_ = [W.copy() for W in weights]
+    return m
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+@pytest.mark.parametrize("l2,l1", [(0.0, 0.0), (0.05, 0.0), (0.05, 0.02)])
+def test_gradients_equal_gradient_tape(backend, l2, l1):
+    layers = (20, 12, 8, 4)
+    weights, X, Y = random_problem(layers, batch=64, seed=5)
+    y = Y.argmax(axis=1)
+    m = model_with_weights(weights, l2, l1, backend, X, y)
+    cost, reg, grads = m.loss_and_gradients(X, y)
+    twin = KerasTwin(weights, l2=l2, l1=l1)
+    t_cost, t_reg, t_grads = twin.gradients(X, Y)
+    assert cost == pytest.approx(t_cost, rel=1e-4)
+    assert reg == pytest.approx(t_reg, rel=1e-4, abs=1e-8)
+    for l, (g, t) in enumerate(zip(grads, t_grads)):
+        np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5, err_msg=f"layer {l}")
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+@pytest.mark.parametrize("steps", [1, 10])
+def test_training_steps_equal_keras_steps(backend, steps):
+    """From the same weights, over the same batches, with fastmlp's momentum rule."""
+    layers, B, lr, mom, l2, l1 = (30, 16, 10), 50, 0.01, 0.5, 0.02, 0.001
+    weights, X, Y = random_problem(layers, batch=B * steps, seed=9)
+    Ws = [W.copy() for W in weights]
+    Vs = [np.zeros_like(W) for W in Ws]
+    be = BACKENDS[backend].Backend(X, Y, Ws, Vs, B, l2, l1, mom, 1)
+    twin = KerasTwin(weights, l2=l2, l1=l1, momentum=mom)
+    for s in range(steps):
+        idx = np.arange(s * B, (s + 1) * B)
+        cost, reg, _ = be.train_batch(idx, lr)
+        t_cost = twin.train_step(X[idx], Y[idx], lr)
+        assert cost + reg == pytest.approx(t_cost, rel=1e-4)
+    for l, (a, b) in enumerate(zip(Ws, twin.weights())):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6, err_msg=f"W[{l}]")
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_predictions_agree_with_the_keras_twin(digits, backend):
+    (X, y), (Xt, yt) = digits
+    m = MLPClassifier((30, 20), epochs=5, batch_size=64, learning_rate=0.05,
+                      random_state=2, backend=backend).fit(X, y)
+    twin = keras_twin(m)
+    np.testing.assert_allclose(twin.predict_outputs(Xt), m.predict_outputs(Xt),
+                               rtol=1e-4, atol=1e-6)
+    keras_pred = m.classes_[twin.predict_outputs(Xt).argmax(axis=1)]
+    assert np.mean(keras_pred == m.predict(Xt)) >= 0.995
+
+
+def test_keras_twin_needs_a_fitted_model():
+    with pytest.raises(ValueError, match="fitted"):
+        keras_twin(MLPClassifier())
