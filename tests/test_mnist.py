@@ -60,7 +60,8 @@ def test_minmax_scaling_and_rate_0003_beat_the_seed_settings(mnist):
 def test_cli_trains_and_reports(tmp_path):
     out = subprocess.run([sys.executable, "-m", "fastmlp", "train", "--dataset", "digits",
                           "--epochs", "3", "--batch-size", "64", "--learning-rate", "0.05",
-                          "--hidden", "20,12"], capture_output=True, text=True, timeout=120)
+                          "--hidden", "20,12"], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)  # not the source folder: the installed package
     assert out.returncode == 0, out.stderr
     assert "epoch    3" in out.stdout
     assert "test accuracy 0." in out.stdout
@@ -69,7 +70,7 @@ def test_cli_trains_and_reports(tmp_path):
 def test_cli_user_error_is_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "fastmlp", "train", "--dataset",
                           str(tmp_path / "missing.npz")], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=tmp_path)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0 and "missing.npz" in out.stderr
