@@ -5,6 +5,15 @@ import numpy as np
 __all__ = ["History"]
 
 
+def _plain(v):
+    """A value as JSON-ready floats, lists and dicts."""
+    if isinstance(v, dict):
+        return {k: float(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [float(x) for x in v]
+    return float(v)
+
+
 class History:
     """Record of a training run, filled by :meth:`MLPClassifier.fit`.
 
@@ -29,10 +38,13 @@ class History:
                         update)
     ``eval_time``       seconds spent on full-set predictions
     ``epoch_time``      wall seconds of the whole epoch
+    ``phases``          seconds per phase of the epoch: gather, forward,
+                        backward, gradient, update (as the backend times them)
+                        and prediction (full-set accuracy)
     """
 
     PER_EPOCH = ("cost", "reg_share", "train_acc", "test_acc", "learning_rate",
-                 "mean_abs_weight", "train_time", "eval_time", "epoch_time")
+                 "mean_abs_weight", "train_time", "eval_time", "epoch_time", "phases")
 
     def __init__(self, train_acc_kind="batch"):
         self.train_acc_kind = train_acc_kind
@@ -58,10 +70,17 @@ class History:
                "batch_cost": [c.tolist() for c in self.batch_cost],
                "batch_reg_share": [c.tolist() for c in self.batch_reg_share]}
         for key in self.PER_EPOCH:
-            vals = getattr(self, key)
-            out[key] = [[float(x) for x in v] if isinstance(v, (list, tuple, np.ndarray))
-                        else float(v) for v in vals]
+            out[key] = [_plain(v) for v in getattr(self, key)]
         return out
+
+    def phase_totals(self):
+        """Seconds per phase summed over all epochs (see ``phases``)."""
+        total = {}
+        for ph in self.phases:
+            if isinstance(ph, dict):
+                for k, v in ph.items():
+                    total[k] = total.get(k, 0.0) + v
+        return total
 
     def __repr__(self):
         if not self.epochs:

@@ -395,6 +395,34 @@ def regularization_cost(const float[:, :] W, double l2, double l1):
     return (0.5 * l2 * sq if l2 > 0 else 0.0) + (l1 * ab if l1 > 0 else 0.0)
 
 
+def column_mean_var(const float[:, ::1] X):
+    """Mean and (population) variance of every column, accumulated in double.
+
+    Two passes over X (the mean, then the squared deviations from it), each a
+    loop over rows with the columns innermost.  Returns two float64 arrays.
+    """
+    cdef Py_ssize_t n = X.shape[0], m = X.shape[1], i, j
+    mean_arr = np.zeros(m, np.float64)
+    var_arr = np.zeros(m, np.float64)
+    cdef double[::1] mean = mean_arr, var = var_arr
+    cdef double d
+    if n == 0:
+        raise ValueError("X: needs at least one row")
+    with nogil:
+        for i in range(n):
+            for j in range(m):
+                mean[j] += X[i, j]
+        for j in range(m):
+            mean[j] /= n
+        for i in range(n):
+            for j in range(m):
+                d = X[i, j] - mean[j]
+                var[j] += d * d
+        for j in range(m):
+            var[j] /= n
+    return mean_arr, var_arr
+
+
 def gather_rows(const float[:, ::1] X, const Py_ssize_t[::1] idx, float[:, ::1] out):
     """out[i] := X[idx[i]] for every i (rows copied with memcpy).
 

@@ -29,6 +29,8 @@ The maths, per layer ``l`` (``L`` is the output layer)::
 No delta is computed for the input layer.
 """
 
+from time import perf_counter
+
 import numpy as np
 from scipy.special import expit
 
@@ -43,6 +45,9 @@ __all__ = [
 ]
 
 _TINY = np.float32(np.finfo(np.float32).tiny)
+
+#: Phases of a training step, as in the compiled backend.
+PHASES = ("gather", "forward", "backward", "gradient", "update")
 
 
 def forward_layer(A_prev, W, A_out):
@@ -208,24 +213,28 @@ class NumpyBackend:
         self._Gw = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
         self._gb = [np.empty(W.shape[0], f32) for W in weights]
         self._Wt = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
+        self.reset_phases()
 
     def train_batch(self, idx, lr):
         """Train on rows ``idx`` of X; return (LogLoss, regularisation cost, n correct).
 
         The costs are those of the weights before this step's update.
         """
+        t0 = perf_counter()
         b = idx.shape[0]
         Xb, Yb = self._Xb[:b], self._Yb[:b]
         # mode="clip": the indices are valid by construction, and the default
         # mode="raise" gathers into a hidden temporary before copying to out
         np.take(self.X, idx, axis=0, out=Xb, mode="clip")
         np.take(self.Y, idx, axis=0, out=Yb, mode="clip")
+        t1 = perf_counter()
         Ws = self.weights
         A = [Xb] + [a[:b] for a in self._A]
         D = [d[:b] for d in self._D]
         T = [t[:b] for t in self._T]
         for l, W in enumerate(Ws):
             forward_layer(A[l], W, A[l + 1])
+        t2 = perf_counter()
         cost, correct = output_delta(A[-1], Yb, D[-1], T[-1])
         reg = 0.0
         if self.l2 > 0.0 or self.l1 > 0.0:
@@ -233,11 +242,29 @@ class NumpyBackend:
                 reg += regularization_cost(W, self.l2, self.l1)
         for l in range(len(Ws) - 1, 0, -1):
             hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1])
+        t3 = perf_counter()
         for l, W in enumerate(Ws):
             gradient_update(D[l], A[l], W, self.velocities[l], lr, self.l2,
                             self.l1, self.momentum, self._Gw[l], self._gb[l],
                             self._Wt[l])
+        t4 = perf_counter()
+        ph = self._phase
+        ph[0] += t1 - t0
+        ph[1] += t2 - t1
+        ph[2] += t3 - t2
+        ph[3] += t4 - t3
         return cost, reg, correct
+
+    @property
+    def phase_seconds(self):
+        """Seconds per phase (``PHASES``) since construction or the last
+        :meth:`reset_phases`.  Here the update is done inside the gradient
+        kernel, so its time is part of "gradient" and "update" stays 0."""
+        return dict(zip(PHASES, self._phase))
+
+    def reset_phases(self):
+        """Set the phase timers to zero."""
+        self._phase = [0.0] * len(PHASES)
 
 
 Backend = NumpyBackend

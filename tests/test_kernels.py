@@ -225,3 +225,12 @@ def test_predict_proba_rejects_inconsistent_weights():
         ck.predict_proba(X, [rand((3, 5)).astype(np.float64)], np.empty((5, 3), np.float32))
     with pytest.raises(ValueError, match=r"weights\[0\]: must be C-contiguous"):
         ck.predict_proba(X, [np.asfortranarray(rand((3, 5)))], np.empty((5, 3), np.float32))
+
+
+def test_column_mean_var_matches_numpy_float64():
+    X = rand((301, 17), -3, 5)
+    mean, var = ck.column_mean_var(X)
+    np.testing.assert_allclose(mean, X.astype(np.float64).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(var, X.astype(np.float64).var(axis=0), rtol=1e-10)
+    with pytest.raises(ValueError, match="at least one row"):
+        ck.column_mean_var(np.empty((0, 3), np.float32))

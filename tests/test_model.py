@@ -115,6 +115,22 @@ def test_standardisation_uses_training_statistics_only(digits, small):
     np.testing.assert_allclose(m.scale_, np.where(std > 0, std, 1.0), rtol=1e-5)
 
 
+def test_standard_scaling_equals_standardscaler():
+    from sklearn.preprocessing import StandardScaler
+    from fastmlp._mlp import _standard_scaler_stats
+    rng = np.random.default_rng(0)
+    X = rng.normal(50.0, 3.0, (500, 6)).astype(np.float32)
+    X[:, 1] = 7.0                      # constant
+    X[:, 2] = 1e6                      # constant, large
+    X[::2, 3] = 0.0                    # half zeros
+    X[:, 4] = 1e6 + rng.normal(0, 1e-3, 500).astype(np.float32)  # within rounding
+    mean, scale = _standard_scaler_stats(X)
+    ref = StandardScaler().fit(X)
+    np.testing.assert_allclose(mean, ref.mean_, rtol=1e-12)
+    np.testing.assert_allclose(scale, ref.scale_, rtol=1e-9)
+    assert scale[1] == 1.0 and scale[2] == 1.0
+
+
 def test_scaling_none_keeps_raw_inputs(digits, small):
     (X, y), _ = digits
     m = small(epochs=1, scaling="none").fit(X, y)
@@ -162,6 +178,12 @@ def test_history_records_every_epoch(digits, small):
     assert all(len(w) == 3 for w in h.mean_abs_weight)
     assert h.mean_abs_weight[-1][0] == pytest.approx(np.abs(m.coefs_[0][:, 1:]).mean())
     assert all(t > 0 for t in h.epoch_time)
+    for ph, train_t, eval_t in zip(h.phases, h.train_time, h.eval_time):
+        assert set(ph) == {"gather", "forward", "backward", "gradient", "update", "prediction"}
+        assert all(v >= 0 for v in ph.values()) and ph["forward"] > 0
+        assert sum(v for k, v in ph.items() if k != "prediction") <= train_t * 1.01
+        assert ph["prediction"] == eval_t
+    assert h.phase_totals()["forward"] == pytest.approx(sum(p["forward"] for p in h.phases))
     assert h.cost[0] > h.cost[-1]
     d = h.to_dict()
     assert d["train_acc_kind"] == "batch" and len(d["batch_cost"]) == 6
