@@ -1,0 +1,55 @@
+"""The benchmark scripts run end to end on small settings and write what they promise."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_suite_writes_table_json_and_plot(tmp_path, capsys):
+    suite = load("suite")
+    out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
+    rc = suite.main(["--epochs", "1", "--repeats", "1", "--batch-sizes", "20000,30000",
+                     "--rows", "fastmlp,numpy,keras,sklearn", "--threads", "2",
+                     "--json", str(out_json), "--plot", str(out_png)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "fastmlp is" in text and "where the time goes" in text
+    data = json.loads(out_json.read_text())
+    rows = {(r["row"], r["batch_size"]) for r in data["results"]}
+    assert rows == {(k, b) for k in ("fastmlp", "numpy", "keras", "sklearn")
+                    for b in (20000, 30000)}
+    for r in data["results"]:
+        assert r["seconds"] > 0 and 0.0 <= r["test_acc"] <= 1.0
+        assert r["fastmlp_speedup"] == pytest.approx(
+            r["seconds"] / next(x["seconds"] for x in data["results"]
+                                if x["row"] == "fastmlp" and x["batch_size"] == r["batch_size"]))
+    assert data["machine"]["cores"] >= 1 and data["machine"]["blas"]
+    assert set(data["phases_fastmlp"]["seconds"]) >= {"gather", "forward", "gradient"}
+    assert out_png.stat().st_size > 10_000
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_suite_rejects_unknown_rows(capsys):
+    with pytest.raises(SystemExit):
+        load("suite").main(["--rows", "fastmlp,caffe"])
+    assert "unknown rows" in capsys.readouterr().err
+
+
+def test_backends_bench_runs(tmp_path):
+    bench = load("backends")
+    out = tmp_path / "b.json"
+    assert bench.main(["--batch-sizes", "30000", "--threads", "1", "--epochs", "1",
+                       "--repeats", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["backend"] for r in rows} == {"numpy", "compiled"}
