@@ -87,6 +87,31 @@ static inline void fm_bias_sigmoid(float *a, ptrdiff_t rows, ptrdiff_t n, ptrdif
         fm_bias_sigmoid_row(a + i * lda, bias, n);
 }
 
+/* out[i] := (X[idx[i]] - mean) / scale for rows i of width n, converted to
+ * float32 as they are read.  The training matrix stays in the caller's dtype
+ * (uint8 pixels, float32 or float64) and is never copied or scaled as a
+ * whole; the arithmetic is NumPy's `x32 -= mean; x32 /= scale` in float32,
+ * so the result is bit for bit that of a scaled float32 copy. */
+#define FM_DEFINE_GATHER(NAME, T)                                                    \
+    FM_CLONES static void NAME##_row(float *restrict o, const T *restrict x,       \
+                                     const float *restrict mean,                   \
+                                     const float *restrict scale, ptrdiff_t n)     \
+    {                                                                              \
+        for (ptrdiff_t j = 0; j < n; ++j)                                          \
+            o[j] = ((float)x[j] - mean[j]) / scale[j];                             \
+    }                                                                              \
+    static inline void NAME(float *out, const T *X, const ptrdiff_t *idx,          \
+                            ptrdiff_t rows, ptrdiff_t n, const float *mean,        \
+                            const float *scale)                                    \
+    {                                                                              \
+        for (ptrdiff_t i = 0; i < rows; ++i)                                       \
+            NAME##_row(out + i * n, X + idx[i] * n, mean, scale, n);               \
+    }
+
+FM_DEFINE_GATHER(fm_gather_scale_u8, unsigned char)
+FM_DEFINE_GATHER(fm_gather_scale_f32, float)
+FM_DEFINE_GATHER(fm_gather_scale_f64, double)
+
 /* d[i] := (d[i] * a[i]) * (1 - a[i]) -- the sigmoid derivative taken from
  * the forward output a = sigmoid(z), applied to the back-propagated delta.
  * The product is grouped as NumPy's `d *= a; d *= 1 - a` groups it. */

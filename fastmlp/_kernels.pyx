@@ -73,6 +73,15 @@ cdef extern from "fastmlp_elementwise.h" nogil:
                         int accumulate)
     double fm_output_delta(const float *a, const int32_t *labels, float *delta,
                            Py_ssize_t rows, Py_ssize_t K, long *correct)
+    void fm_gather_scale_u8(float *out, const unsigned char *X, const Py_ssize_t *idx,
+                            Py_ssize_t rows, Py_ssize_t n, const float *mean,
+                            const float *scale)
+    void fm_gather_scale_f32(float *out, const float *X, const Py_ssize_t *idx,
+                             Py_ssize_t rows, Py_ssize_t n, const float *mean,
+                             const float *scale)
+    void fm_gather_scale_f64(float *out, const double *X, const Py_ssize_t *idx,
+                             Py_ssize_t rows, Py_ssize_t n, const float *mean,
+                             const float *scale)
 
 cdef extern from "fastmlp_gemm.h" nogil:
     int fm_own_gemm_available()
@@ -395,11 +404,20 @@ def regularization_cost(const float[:, :] W, double l2, double l1):
     return (0.5 * l2 * sq if l2 > 0 else 0.0) + (l1 * ab if l1 > 0 else 0.0)
 
 
-def column_mean_var(const float[:, ::1] X):
+ctypedef fused source_t:
+    unsigned char
+    float
+    double
+
+
+def column_mean_var(const source_t[:, ::1] X):
     """Mean and (population) variance of every column, accumulated in double.
 
-    Two passes over X (the mean, then the squared deviations from it), each a
-    loop over rows with the columns innermost.  Returns two float64 arrays.
+    X may be uint8, float32 or float64; each value is taken as the float32 the
+    model trains on (so float64 data gives the statistics of its float32
+    copy).  Two passes over X (the mean, then the squared deviations from it),
+    each a loop over rows with the columns innermost.  Returns two float64
+    arrays.
     """
     cdef Py_ssize_t n = X.shape[0], m = X.shape[1], i, j
     mean_arr = np.zeros(m, np.float64)
@@ -411,12 +429,12 @@ def column_mean_var(const float[:, ::1] X):
     with nogil:
         for i in range(n):
             for j in range(m):
-                mean[j] += X[i, j]
+                mean[j] += <float>X[i, j]
         for j in range(m):
             mean[j] /= n
         for i in range(n):
             for j in range(m):
-                d = X[i, j] - mean[j]
+                d = <float>X[i, j] - mean[j]
                 var[j] += d * d
         for j in range(m):
             var[j] /= n
@@ -622,7 +640,7 @@ cdef class CompiledBackend:
 
     Parameters
     ----------
-    X : (n, n_in) float32, C-ordered        standardised training inputs
+    X : (n, n_in) C-ordered                 training inputs: float32, uint8 or float64
     Y : (n, K) float32                      one-hot targets
     weights : list of (n_out, 1 + n_in) float32, C-ordered, updated in place
     velocities : list like ``weights``      last step's dW, updated in place
@@ -632,6 +650,9 @@ cdef class CompiledBackend:
                                             default, i.e. all cores)
     chunk_rows : int                        rows a slice sends through the network
                                             at a time (default 256)
+    input_scaling : (mean, scale) or None   applied to each row as it is gathered:
+                                            (x - mean) / scale in float32, so X is
+                                            used as the caller holds it, never copied
 
     Every buffer is allocated here, once.  Each slice owns a chunk's worth of
     inputs, layer outputs and deltas (``chunk_rows`` rows, C-ordered) and a
@@ -646,7 +667,10 @@ cdef class CompiledBackend:
     cdef int T
     cdef Py_ssize_t n_rows, Bmax
     cdef Py_ssize_t CH              # rows per chunk of a slice
-    cdef const float *X
+    cdef const void *X              # training inputs: uint8, float32 or float64
+    cdef int x_kind                 # 0 float32, 1 uint8, 2 float64
+    cdef const float *x_mean        # scaling applied while gathering, or NULL
+    cdef const float *x_scale
     cdef const int32_t *labels
     cdef int32_t *batch_labels
     cdef float *A0
@@ -668,14 +692,32 @@ cdef class CompiledBackend:
     cdef public str name
 
     def __cinit__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
-                  n_threads=None, chunk_rows=256):
+                  n_threads=None, chunk_rows=256, input_scaling=None):
         self.name = "compiled"
-        cdef const float[:, ::1] Xm = X
-        self.net = _Net(weights, Xm.shape[1])
+        if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous \
+                or X.dtype not in (np.float32, np.uint8, np.float64):
+            raise ValueError("X: must be a 2-D C-contiguous uint8, float32 or float64 array, "
+                             f"got {getattr(X, 'dtype', type(X).__name__)} "
+                             f"{getattr(X, 'shape', '')}")
+        if X.shape[0] < 1 or X.shape[1] < 1:
+            raise ValueError(f"X: needs at least one row and one column, got {X.shape}")
+        cdef const float[:, ::1] Xf
+        cdef const unsigned char[:, ::1] Xu
+        cdef const double[:, ::1] Xd
+        if X.dtype == np.float32:
+            Xf = X
+            self.X, self.x_kind = <const void *>&Xf[0, 0], 0
+        elif X.dtype == np.uint8:
+            Xu = X
+            self.X, self.x_kind = <const void *>&Xu[0, 0], 1
+        else:
+            Xd = X
+            self.X, self.x_kind = <const void *>&Xd[0, 0], 2
+        self.net = _Net(weights, X.shape[1])
         cdef int L = self.net.L, l
         cdef Py_ssize_t K = self.net.n_out[L - 1]
-        if Y.shape != (Xm.shape[0], K):
-            raise ValueError(f"Y: expected shape {(Xm.shape[0], K)}, got {Y.shape}")
+        if Y.shape != (X.shape[0], K):
+            raise ValueError(f"Y: expected shape {(X.shape[0], K)}, got {Y.shape}")
         if len(velocities) != L:
             raise ValueError(f"velocities: expected {L} matrices, got {len(velocities)}")
         self.Bmax = int(batch_size)
@@ -689,8 +731,7 @@ cdef class CompiledBackend:
         if int(chunk_rows) < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.CH = min(int(chunk_rows), (self.Bmax + self.T - 1) // self.T)
-        self.n_rows = Xm.shape[0]
-        self.X = &Xm[0, 0]
+        self.n_rows = X.shape[0]
         labels = np.ascontiguousarray(np.asarray(Y).argmax(axis=1), dtype=np.int32)
         cdef const int32_t[::1] lab = labels
         self.labels = &lab[0]
@@ -699,6 +740,24 @@ cdef class CompiledBackend:
         T = self.T
         B = T * self.CH        # rows of the per-thread chunk buffers together
         keep = [X, labels, weights, velocities]
+        cdef const float[::1] sm, ss
+        if input_scaling is not None or self.x_kind != 0:
+            if input_scaling is None:
+                mean_s = np.zeros(X.shape[1], np.float32)
+                scale_s = np.ones(X.shape[1], np.float32)
+            else:
+                mean_s = np.ascontiguousarray(input_scaling[0], np.float32)
+                scale_s = np.ascontiguousarray(input_scaling[1], np.float32)
+                if mean_s.shape != (X.shape[1],) or scale_s.shape != (X.shape[1],):
+                    raise ValueError(f"input_scaling: expected two arrays of shape "
+                                     f"({X.shape[1]},)")
+                if not (np.all(np.isfinite(scale_s)) and np.all(scale_s != 0)):
+                    raise ValueError("input_scaling: scales must be finite and non-zero")
+            keep += [mean_s, scale_s]
+            sm, ss = mean_s, scale_s
+            self.x_mean, self.x_scale = &sm[0], &ss[0]
+        else:
+            self.x_mean = self.x_scale = NULL
 
         def buf(shape, dtype=f32):
             a = np.zeros(shape, dtype)
@@ -845,8 +904,20 @@ cdef class CompiledBackend:
         c0 = r0
         while c0 < r1:
             rows = min(CH, r1 - c0)
+            if self.x_mean == NULL:
+                for i in range(rows):
+                    memcpy(A0 + i * n0, <const float *>self.X + idx[c0 + i] * n0,
+                           n0 * sizeof(float))
+            elif self.x_kind == 1:
+                fm_gather_scale_u8(A0, <const unsigned char *>self.X, idx + c0, rows, n0,
+                                   self.x_mean, self.x_scale)
+            elif self.x_kind == 0:
+                fm_gather_scale_f32(A0, <const float *>self.X, idx + c0, rows, n0,
+                                    self.x_mean, self.x_scale)
+            else:
+                fm_gather_scale_f64(A0, <const double *>self.X, idx + c0, rows, n0,
+                                    self.x_mean, self.x_scale)
             for i in range(rows):
-                memcpy(A0 + i * n0, self.X + idx[c0 + i] * n0, n0 * sizeof(float))
                 labs[i] = self.labels[idx[c0 + i]]
             if s == 0:
                 t1 = _now(); self.phase[0] += t1 - t0; t0 = t1

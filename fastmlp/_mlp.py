@@ -52,7 +52,8 @@ def _thread_plan(backend, n_threads):
 
 
 def _standard_scaler_stats(X32):
-    """Mean and scale as scikit-learn's StandardScaler computes them, faster.
+    """Mean and scale as scikit-learn's StandardScaler computes them on the
+    float32 values of X32 (uint8, float32 or float64, C-ordered), faster.
 
     Mean and population variance accumulate in double (a compiled two-pass
     loop, about 20x faster than StandardScaler.fit on MNIST); a feature whose
@@ -238,30 +239,37 @@ class MLPClassifier:
         return p
 
     # ------------------------------------------------------------- data prep
-    def _standardized(self, X, fit=False):
-        """Return a fresh C-ordered float32 copy of X, scaled as ``scaling`` says.
-
-        With ``fit`` the statistics are taken from X and kept as ``mean_`` and
-        ``scale_`` (the scaled value is ``(x - mean_) / scale_``).  The scaler
-        only supplies the statistics; the transform is done here, in place on
-        our own copy, so the data is copied once.
-        """
+    def _standardized(self, X):
+        """Return a fresh C-ordered float32 copy of X, scaled with ``mean_`` and
+        ``scale_``: ``(x - mean_) / scale_`` in float32."""
         X32 = np.array(X, dtype=np.float32, order="C", copy=True)
-        if fit:
-            n = X32.shape[1]
-            if self._params["scaling"] == "standard":
-                mean, scale = _standard_scaler_stats(X32)
-            elif self._params["scaling"] == "minmax":
-                lo = X32.min(axis=0).astype(np.float64)
-                span = X32.max(axis=0).astype(np.float64) - lo
-                mean, scale = lo, np.where(span > 0, span, 1.0)
-            else:
-                mean, scale = np.zeros(n), np.ones(n)
-            self.mean_ = np.asarray(mean, np.float32)
-            self.scale_ = np.asarray(scale, np.float32)
         X32 -= self.mean_
         X32 /= self.scale_
         return X32
+
+    @staticmethod
+    def _training_source(X):
+        """X as the backends read it: the caller's array itself when it is a
+        C-ordered uint8, float32 or float64 matrix (read, never written), else
+        its one float32 copy.  Scaling is applied batch by batch."""
+        if X.flags.c_contiguous and X.dtype in (np.uint8, np.float32, np.float64):
+            return X
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _fit_scaling(self, src):
+        """Set ``mean_`` and ``scale_`` from the training inputs, as ``scaling``
+        says; the statistics are those of the float32 values trained on."""
+        n = src.shape[1]
+        if self._params["scaling"] == "standard":
+            mean, scale = _standard_scaler_stats(src)
+        elif self._params["scaling"] == "minmax":
+            lo = src.min(axis=0).astype(np.float32).astype(np.float64)
+            span = src.max(axis=0).astype(np.float32).astype(np.float64) - lo
+            mean, scale = lo, np.where(span > 0, span, 1.0)
+        else:
+            mean, scale = np.zeros(n), np.ones(n)
+        self.mean_ = np.asarray(mean, np.float32)
+        self.scale_ = np.asarray(scale, np.float32)
 
     def _encode(self, y):
         """Map labels to output-node indices; unknown labels raise."""
@@ -316,7 +324,8 @@ class MLPClassifier:
         self._velocities = [np.zeros_like(W) for W in self.coefs_]
         self.n_iter_ = 0
         self.history_ = History(p["train_accuracy"])
-        Xs = self._standardized(X, fit=True)
+        src = self._training_source(X)
+        self._fit_scaling(src)
         y_idx = self._encode(y)
         val = None
         if validation_data is not None:
@@ -324,12 +333,12 @@ class MLPClassifier:
             Xv = check_X(Xv, "validation X", self.n_features_in_)
             yv = check_y(yv, Xv.shape[0], "validation y")
             val = (self._standardized(Xv), self._encode(yv))
-        self._train(Xs, y_idx, p["epochs"], val)
+        self._train(src, y_idx, p["epochs"], val)
         return self
 
-    def _train(self, Xs, y_idx, epochs, val):
+    def _train(self, src, y_idx, epochs, val):
         p = self._params
-        n = Xs.shape[0]
+        n = src.shape[0]
         batch = min(p["batch_size"], n)
         Y = self._one_hot(y_idx)
         mod = _backend_module(p["backend"])
@@ -337,8 +346,10 @@ class MLPClassifier:
         n_batches = -(-n // batch)
         slices, blas = _thread_plan(p["backend"], p["n_threads"])
         with threadpool_limits(limits=blas, user_api="blas"):
-            trainer = mod.Backend(Xs, Y, self.coefs_, self._velocities, batch,
-                                  p["l2"], p["l1"], p["momentum"], slices)
+            trainer = mod.Backend(src, Y, self.coefs_, self._velocities, batch,
+                                  p["l2"], p["l1"], p["momentum"], slices,
+                                  input_scaling=(self.mean_, self.scale_))
+            Xs_full = None       # the scaled training set, made if "full" asks
             costs = np.empty(n_batches)
             regs = np.empty(n_batches)
             for e in range(epochs):
@@ -365,7 +376,9 @@ class MLPClassifier:
                 if p["train_accuracy"] == "batch":
                     record["train_acc"] = correct / n
                 elif p["train_accuracy"] == "full" and due:
-                    record["train_acc"] = self._accuracy(Xs, y_idx)
+                    if Xs_full is None:
+                        Xs_full = self._standardized(src)
+                    record["train_acc"] = self._accuracy(Xs_full, y_idx)
                 if val is not None and due:
                     record["test_acc"] = self._accuracy(*val)
                 record["mean_abs_weight"] = [float(np.abs(W[:, 1:]).mean())

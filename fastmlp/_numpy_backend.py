@@ -184,13 +184,16 @@ class NumpyBackend:
 
     Parameters
     ----------
-    X : (n, n_in) float32, C-ordered        standardised training inputs
+    X : (n, n_in)                           training inputs (float32 C-ordered when
+                                            input_scaling is None)
     Y : (n, K) float32, C-ordered           one-hot targets
     weights : list of (n_out, 1 + n_in) float32, C-ordered, updated in place
     velocities : list like ``weights``      last step's dW, updated in place
     batch_size : int                        largest batch that will be passed
     l2, l1, momentum : float
     n_threads : ignored (NumPy's BLAS threads are set by the caller)
+    input_scaling : (mean, scale) or None   X is scaled once, here, into a
+                                            float32 copy: (x - mean) / scale
 
     All buffers are allocated here, once; :meth:`train_batch` only writes
     into leading row slices of them.
@@ -199,7 +202,13 @@ class NumpyBackend:
     name = "numpy"
 
     def __init__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
-                 n_threads=None):
+                 n_threads=None, input_scaling=None):
+        if input_scaling is not None:
+            # the seeds' form: one scaled float32 copy of the whole training set
+            mean, scale = input_scaling
+            X = np.array(X, dtype=np.float32, order="C", copy=True)
+            X -= np.asarray(mean, np.float32)
+            X /= np.asarray(scale, np.float32)
         self.X, self.Y = X, Y
         self.weights, self.velocities = weights, velocities
         self.l2, self.l1, self.momentum = float(l2), float(l1), float(momentum)

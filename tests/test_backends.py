@@ -163,3 +163,39 @@ def test_gil_released_two_fits_in_threads_match_solo_fits():
     for s, p in zip(solo, pair):
         for a, b in zip(s.coefs_, p.coefs_):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_compiled_backend_scales_rows_as_it_gathers(dtype):
+    """The compiled backend reads X in the caller's dtype and scales each row
+    while gathering; the NumPy backend scales one float32 copy up front.  The
+    inputs they train on are the same float32 values, so the runs agree."""
+    rng = np.random.default_rng(11)
+    X = rng.integers(0, 256, (400, 30)).astype(dtype)
+    weights, _, Y = random_problem((30, 12, 5), batch=400, seed=3)
+    mean = X.astype(np.float32).mean(axis=0)
+    scale = X.astype(np.float32).std(axis=0) + 1
+    runs = []
+    for mod in (nb, ck):
+        Ws = [W.copy() for W in weights]
+        Vs = [np.zeros_like(W) for W in weights]
+        be = mod.Backend(X, Y, Ws, Vs, 64, 0.01, 0.0, 0.1, 1, input_scaling=(mean, scale))
+        costs = [be.train_batch(np.arange(s, min(400, s + 64)), 0.01)[0]
+                 for s in range(0, 400, 64)]
+        runs.append((Ws, costs))
+    np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-5)
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_compiled_backend_rejects_unsupported_inputs():
+    weights, X, Y = random_problem((6, 4, 3), batch=20, seed=0)
+    V = [np.zeros_like(W) for W in weights]
+    with pytest.raises(ValueError, match="uint8, float32 or float64"):
+        ck.Backend(X.astype(np.int64), Y, weights, V, 5, 0, 0, 0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ck.Backend(np.asfortranarray(X), Y, weights, V, 5, 0, 0, 0)
+    with pytest.raises(ValueError, match="input_scaling"):
+        ck.Backend(X, Y, weights, V, 5, 0, 0, 0, input_scaling=(np.zeros(5), np.ones(5)))
+    with pytest.raises(ValueError, match="non-zero"):
+        ck.Backend(X, Y, weights, V, 5, 0, 0, 0, input_scaling=(np.zeros(6), np.zeros(6)))
