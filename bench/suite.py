@@ -247,11 +247,15 @@ def plot(results, batch_sizes, path):
             ax.plot(xs, ys, marker="o", label=LABELS[key])
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("batch size")
     ax.set_ylabel("training time, s (lower is better)")
     ax.set_title("MNIST 784-70-30-10, same epochs and threads for every row")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"plot written to {path}")
