@@ -170,15 +170,19 @@ class KerasTwin:
                 reg += self.l1 * tf.reduce_sum(tf.abs(layer.kernel))
         return data, reg
 
-    def gradients(self, Xs, Y):
-        """(LogLoss, regularisation, gradients in fastmlp layout) for the
-        scaled batch ``Xs`` and one-hot targets ``Y``, by tf.GradientTape."""
+    def _tape(self, Xs, Y):
+        """(LogLoss, regularisation, d(total)/d(variables)) by tf.GradientTape."""
         tf = self._tf
         Y = tf.convert_to_tensor(np.asarray(Y, np.float32))
         with tf.GradientTape() as tape:
             data, reg = self._loss(Xs, Y)
             total = data + reg
-        grads = tape.gradient(total, self._vars)
+        return data, reg, tape.gradient(total, self._vars)
+
+    def gradients(self, Xs, Y):
+        """(LogLoss, regularisation, gradients in fastmlp layout) for the
+        scaled batch ``Xs`` and one-hot targets ``Y``, by tf.GradientTape."""
+        data, reg, grads = self._tape(Xs, Y)
         out = []
         for gk, gb in zip(grads[0::2], grads[1::2]):
             out.append(np.column_stack([gb.numpy(), gk.numpy().T]).astype(np.float32))
@@ -187,17 +191,12 @@ class KerasTwin:
     def train_step(self, Xs, Y, lr):
         """One step of fastmlp's rule on the batch: dW = lr G;
         W -= dW + momentum dW_prev; dW_prev = dW.  Returns the batch cost."""
-        tf = self._tf
-        Y = tf.convert_to_tensor(np.asarray(Y, np.float32))
-        with tf.GradientTape() as tape:
-            data, reg = self._loss(Xs, Y)
-            total = data + reg
-        grads = tape.gradient(total, self._vars)
+        data, reg, grads = self._tape(Xs, Y)
         for v, g, prev in zip(self._vars, grads, self._prev):
             dw = lr * g
             v.assign_sub(dw + self.momentum * prev)
             prev.assign(dw)
-        return float(total)
+        return float(data + reg)
 
     def weights(self):
         """Current weights in fastmlp layout (n_out, 1 + n_in), bias in column 0."""
