@@ -505,6 +505,23 @@ def predict_proba(const float[:, ::1] X, weights, float[:, ::1] out, Py_ssize_t 
     return out
 
 
+def _aligned_zeros(shape, dtype=np.float32, align=64):
+    """A zeroed C-ordered array whose data starts on an ``align``-byte boundary.
+
+    NumPy's allocations here start 16 bytes past a cache line, so every
+    64-byte vector load of a packed weight row would straddle two lines."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) if np.ndim(shape) else int(shape)
+    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+cdef inline Py_ssize_t _r16(Py_ssize_t n) noexcept nogil:
+    """n rounded up to a multiple of 16 floats (one 64-byte cache line)."""
+    return (n + 15) // 16 * 16
+
+
 cdef int _threads(n_threads) except -1:
     if n_threads is None:
         return max(1, fm_max_threads())
@@ -610,7 +627,7 @@ cdef class _Net:
         cdef float[::1] m
         for l in range(self.L):
             self.NP[l] = fm_packed_width(self.n_out[l])
-            a = np.zeros(max(1, self.n_in[l] * self.NP[l]), np.float32)
+            a = _aligned_zeros(max(1, self.n_in[l] * self.NP[l]))
             self._packed.append(a)
             m = a
             self.P[l] = &m[0]
@@ -738,7 +755,6 @@ cdef class CompiledBackend:
 
         f32 = np.float32
         T = self.T
-        B = T * self.CH        # rows of the per-thread chunk buffers together
         keep = [X, labels, weights, velocities]
         cdef const float[::1] sm, ss
         if input_scaling is not None or self.x_kind != 0:
@@ -760,7 +776,7 @@ cdef class CompiledBackend:
             self.x_mean = self.x_scale = NULL
 
         def buf(shape, dtype=f32):
-            a = np.zeros(shape, dtype)
+            a = _aligned_zeros(shape, dtype)
             keep.append(a)
             return a
 
@@ -776,19 +792,22 @@ cdef class CompiledBackend:
         cdef double[::1] md
         cdef long[::1] ml
         cdef int32_t[::1] mi
-        m2 = buf((B, self.net.n_in[0]))
-        self.A0 = &m2[0, 0]
-        mi = buf(B, np.int32)
+        # every slice's part of a buffer starts on a cache line (_r16 floats),
+        # so no two threads write the same line and vector loads are aligned
+        CH = self.CH
+        m1 = buf(T * _r16(CH * self.net.n_in[0]))
+        self.A0 = &m1[0]
+        mi = buf(T * _r16(CH), np.int32)
         self.batch_labels = &mi[0]
         for l in range(L):
             n_out, n_in = self.net.n_out[l], self.net.n_in[l]
-            m2 = buf((B, n_out))
-            self.A[l] = &m2[0, 0]
-            m2 = buf((B, n_out))
-            self.D[l] = &m2[0, 0]
-            m1 = buf(T * n_out * max(n_in, 1))
+            m1 = buf(T * _r16(CH * n_out))
+            self.A[l] = &m1[0]
+            m1 = buf(T * _r16(CH * n_out))
+            self.D[l] = &m1[0]
+            m1 = buf(T * _r16(n_out * max(n_in, 1)))
             self.G[l] = &m1[0]
-            m1 = buf(T * n_out)
+            m1 = buf(T * _r16(n_out))
             self.gb[l] = &m1[0]
             V = velocities[l]
             if not (isinstance(V, np.ndarray) and V.dtype == np.float32
@@ -797,9 +816,9 @@ cdef class CompiledBackend:
                                  f"array of shape {(n_out, n_in + 1)}")
             m2 = V
             self.V[l] = &m2[0, 0]
-        md = buf(T, np.float64)
+        md = buf(8 * T, np.float64)
         self.slice_cost = &md[0]
-        ml = buf(T, np.int_)
+        ml = buf(8 * T, np.int_)
         self.slice_correct = &ml[0]
         if L > 64:
             raise ValueError(f"at most 64 weight matrices are supported, got {L}")
@@ -814,7 +833,7 @@ cdef class CompiledBackend:
         self.job_layer = &mi[0]
         md = buf(self.n_jobs, np.float64)
         self.row_reg = &md[0]
-        m1 = buf(T * self.net.widest)
+        m1 = buf(T * _r16(self.net.widest))
         self.scratch = &m1[0]
         self.net.enable_packing()
         self._keep = keep
@@ -875,8 +894,8 @@ cdef class CompiledBackend:
             else:
                 self._slice(0, 1, &idx[0], b)
             for s in range(T):
-                cost += self.slice_cost[s]
-                correct += self.slice_correct[s]
+                cost += self.slice_cost[8 * s]
+                correct += self.slice_correct[8 * s]
             t0 = _now()
             reg = self._update(T, <float>lr)
             self.phase[4] += _now() - t0
@@ -894,13 +913,13 @@ cdef class CompiledBackend:
         cdef Py_ssize_t CH = self.CH
         cdef int L = self.net.L, l, first = 1
         cdef int n0 = self.net.n_in[0], n_in, n_out, K = self.net.n_out[L - 1]
-        cdef float *scratch = self.scratch + s * self.net.widest
-        cdef float *A0 = self.A0 + s * CH * n0
-        cdef int32_t *labs = self.batch_labels + s * CH
+        cdef float *scratch = self.scratch + s * _r16(self.net.widest)
+        cdef float *A0 = self.A0 + s * _r16(CH * n0)
+        cdef int32_t *labs = self.batch_labels + s * _r16(CH)
         cdef const float *A_prev
         cdef double t0 = _now(), t1
-        self.slice_cost[s] = 0.0
-        self.slice_correct[s] = 0
+        self.slice_cost[8 * s] = 0.0
+        self.slice_correct[8 * s] = 0
         c0 = r0
         while c0 < r1:
             rows = min(CH, r1 - c0)
@@ -925,36 +944,36 @@ cdef class CompiledBackend:
             A_prev = A0
             for l in range(L):
                 n_out = self.net.n_out[l]
-                _forward(&self.net.c, l, A_prev, rows, self.A[l] + s * CH * n_out, scratch)
-                A_prev = self.A[l] + s * CH * n_out
+                _forward(&self.net.c, l, A_prev, rows, self.A[l] + s * _r16(CH * n_out), scratch)
+                A_prev = self.A[l] + s * _r16(CH * n_out)
             if s == 0:
                 t1 = _now(); self.phase[1] += t1 - t0; t0 = t1
             # output delta, cost and accuracy of the chunk
-            self.slice_cost[s] += fm_output_delta(self.A[L - 1] + s * CH * K, labs,
-                                                  self.D[L - 1] + s * CH * K, rows, K,
-                                                  &self.slice_correct[s])
+            self.slice_cost[8 * s] += fm_output_delta(self.A[L - 1] + s * _r16(CH * K), labs,
+                                                  self.D[L - 1] + s * _r16(CH * K), rows, K,
+                                                  &self.slice_correct[8 * s])
             # hidden deltas: D_{l-1} = (D_l . W_l[:, 1:]) * A_{l-1} * (1 - A_{l-1})
             for l in range(L - 1, 0, -1):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]
                 _gemm_rowmajor(b'N', b'N', <int>rows, n_in, n_out, 1.0,
-                               self.D[l] + s * CH * n_out, n_out, self.net.W[l] + 1, n_in + 1,
-                               0.0, self.D[l - 1] + s * CH * n_in, n_in)
-                fm_mul_sigmoid_deriv(self.D[l - 1] + s * CH * n_in,
-                                     self.A[l - 1] + s * CH * n_in, rows * n_in)
+                               self.D[l] + s * _r16(CH * n_out), n_out, self.net.W[l] + 1, n_in + 1,
+                               0.0, self.D[l - 1] + s * _r16(CH * n_in), n_in)
+                fm_mul_sigmoid_deriv(self.D[l - 1] + s * _r16(CH * n_in),
+                                     self.A[l - 1] + s * _r16(CH * n_in), rows * n_in)
             if s == 0:
                 t1 = _now(); self.phase[2] += t1 - t0; t0 = t1
             # this chunk's share of the slice's partial gradient
             for l in range(L):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]
-                A_prev = A0 if l == 0 else self.A[l - 1] + s * CH * n_in
+                A_prev = A0 if l == 0 else self.A[l - 1] + s * _r16(CH * n_in)
                 if self.net.c.P != NULL:
-                    fm_gemm_gradient(self.D[l] + s * CH * n_out, rows, n_out, A_prev, n_in,
-                                     n_in, self.G[l] + s * n_out * n_in, not first)
+                    fm_gemm_gradient(self.D[l] + s * _r16(CH * n_out), rows, n_out, A_prev, n_in,
+                                     n_in, self.G[l] + s * _r16(n_out * n_in), not first)
                 else:
                     _gemm_rowmajor(b'T', b'N', n_out, n_in, <int>rows, 1.0,
-                                   self.D[l] + s * CH * n_out, n_out, A_prev, n_in,
-                                   0.0 if first else 1.0, self.G[l] + s * n_out * n_in, n_in)
-                fm_column_sums(self.gb[l] + s * n_out, self.D[l] + s * CH * n_out, rows,
+                                   self.D[l] + s * _r16(CH * n_out), n_out, A_prev, n_in,
+                                   0.0 if first else 1.0, self.G[l] + s * _r16(n_out * n_in), n_in)
+                fm_column_sums(self.gb[l] + s * _r16(n_out), self.D[l] + s * _r16(CH * n_out), rows,
                                n_out, not first)
             if s == 0:
                 t1 = _now(); self.phase[3] += t1 - t0; t0 = t1
@@ -988,9 +1007,9 @@ cdef class CompiledBackend:
         cdef int n_in = self.net.n_in[l], n_out = self.net.n_out[l]
         cdef float *w = self.net.W[l] + i * (n_in + 1)
         cdef float *v = self.V[l] + i * (n_in + 1)
-        fm_update_bias(w, v, self.gb[l] + i, n_out, T, lr, self.mom)
+        fm_update_bias(w, v, self.gb[l] + i, _r16(n_out), T, lr, self.mom)
         self.row_reg[j] = fm_update_row(w + 1, v + 1, self.G[l] + i * n_in,
-                                        <Py_ssize_t>n_out * n_in, T, n_in, lr,
+                                        _r16(<Py_ssize_t>n_out * n_in), T, n_in, lr,
                                         self.l2, self.l1, self.mom)
 
 
