@@ -573,7 +573,7 @@ cdef class _Net:
     cdef Py_ssize_t *NP
     cdef object _packed
 
-    def __cinit__(self, weights, Py_ssize_t n_in0):
+    def __cinit__(self, weights, Py_ssize_t n_in0, bint writable=False):
         weights = list(weights)
         if not weights:
             raise ValueError("weights: need at least one weight matrix")
@@ -585,6 +585,7 @@ cdef class _Net:
             raise MemoryError()
         self._keep = weights
         cdef float[:, ::1] Wm
+        cdef const float[:, ::1] Wc
         cdef Py_ssize_t prev = n_in0
         self.widest = 1
         self.widest_hidden = 1
@@ -598,8 +599,15 @@ cdef class _Net:
             if W.shape[1] != prev + 1 or W.shape[0] < 1:
                 raise ValueError(f"weights[{l}]: expected shape (n_out, {prev + 1}), "
                                  f"got {W.shape}")
-            Wm = W
-            self.W[l] = &Wm[0, 0]
+            if writable:
+                if not W.flags.writeable:
+                    raise ValueError(f"weights[{l}]: must be writable to be trained")
+                Wm = W
+                self.W[l] = &Wm[0, 0]
+            else:
+                # read only (prediction): never written through this pointer
+                Wc = W
+                self.W[l] = <float *>&Wc[0, 0]
             self.n_in[l] = <int>prev
             self.n_out[l] = <int>W.shape[0]
             self.widest = max(self.widest, W.shape[0])
@@ -730,7 +738,7 @@ cdef class CompiledBackend:
         else:
             Xd = X
             self.X, self.x_kind = <const void *>&Xd[0, 0], 2
-        self.net = _Net(weights, X.shape[1])
+        self.net = _Net(weights, X.shape[1], True)
         cdef int L = self.net.L, l
         cdef Py_ssize_t K = self.net.n_out[L - 1]
         if Y.shape != (X.shape[0], K):

@@ -10,6 +10,7 @@ drives beyond its name.
 import time
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
@@ -88,7 +89,7 @@ def lr_schedule(learning_rate, lr_decay, epochs, start_epoch=0):
     return out
 
 
-class MLPClassifier:
+class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Multilayer perceptron with sigmoid units trained on the LogLoss.
 
     The network of the seeds: sigmoid hidden and output layers, binary
@@ -296,6 +297,9 @@ class MLPClassifier:
     def fit(self, X, y, validation_data=None):
         """Train a new network on (X, y) for ``epochs`` epochs.
 
+        Any earlier training is discarded: the weights are drawn afresh
+        from ``random_state`` (use :meth:`partial_fit` to continue).
+
         Parameters
         ----------
         X : array-like (n_samples, n_features)
@@ -312,10 +316,48 @@ class MLPClassifier:
         p = self._params = self._check_params()
         X = check_X(X)
         y = check_y(y, X.shape[0])
-        classes = np.unique(y)
+        self._start(X, np.unique(y))
+        src = self._training_source(X)
+        self._fit_scaling(src)
+        self._train(src, self._encode(y), p["epochs"], self._validation(validation_data))
+        return self
+
+    def partial_fit(self, X, y, classes=None, validation_data=None):
+        """Train one more epoch on (X, y), continuing from the current weights.
+
+        The first call starts a new network; it needs ``classes`` (every label
+        that will ever be seen), or takes the labels present in ``y``.  It also
+        fixes the input scaling from this first X.  Later calls continue the
+        learning-rate schedule and the momentum, and record into the same
+        ``history_``.
+
+        Returns
+        -------
+        self
+        """
+        first = not hasattr(self, "coefs_")
+        if first:
+            self._params = self._check_params()
+        X = check_X(X, n_features=None if first else self.n_features_in_)
+        y = check_y(y, X.shape[0])
+        if first:
+            all_classes = np.unique(y if classes is None else np.asarray(classes))
+            self._start(X, all_classes)
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"classes {np.unique(classes)!r} differ from the classes of "
+                             f"the first call {self.classes_!r}")
+        src = self._training_source(X)
+        if first:
+            self._fit_scaling(src)
+        self._train(src, self._encode(y), 1, self._validation(validation_data))
+        return self
+
+    def _start(self, X, classes):
+        """Fresh network for X's features and the given classes."""
+        p = self._params
         if classes.shape[0] < 2:
-            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier "
-                             "needs at least two")
+            raise ValueError(f"y has one class only ({classes[0]!r}, {X.shape[0]} "
+                             "sample(s)); a classifier needs at least two classes")
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         self.layers_ = (X.shape[1],) + p["hidden"] + (classes.shape[0],)
@@ -324,17 +366,20 @@ class MLPClassifier:
         self._velocities = [np.zeros_like(W) for W in self.coefs_]
         self.n_iter_ = 0
         self.history_ = History(p["train_accuracy"])
-        src = self._training_source(X)
-        self._fit_scaling(src)
-        y_idx = self._encode(y)
-        val = None
-        if validation_data is not None:
-            Xv, yv = validation_data
-            Xv = check_X(Xv, "validation X", self.n_features_in_)
-            yv = check_y(yv, Xv.shape[0], "validation y")
-            val = (self._standardized(Xv), self._encode(yv))
-        self._train(src, y_idx, p["epochs"], val)
-        return self
+
+    def _validation(self, validation_data):
+        if validation_data is None:
+            return None
+        Xv, yv = validation_data
+        Xv = check_X(Xv, "validation X", self.n_features_in_)
+        yv = check_y(yv, Xv.shape[0], "validation y")
+        return self._standardized(Xv), self._encode(yv)
+
+    @property
+    def loss_curve_(self):
+        """Mean batch cost of every epoch trained so far (scikit-learn's name)."""
+        self._check_fitted()
+        return list(self.history_.cost)
 
     def _train(self, src, y_idx, epochs, val):
         p = self._params
@@ -475,9 +520,3 @@ class MLPClassifier:
         """Predicted class label for each row of X."""
         self._check_fitted()
         return self.classes_[self.predict_outputs(X).argmax(axis=1)]
-
-    def score(self, X, y):
-        """Accuracy of ``predict(X)`` against ``y``."""
-        X = check_X(X, n_features=getattr(self, "n_features_in_", None))
-        y = check_y(y, X.shape[0])
-        return float(np.mean(self.predict(X) == y))

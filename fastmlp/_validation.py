@@ -5,8 +5,11 @@ that names the argument and the problem.  None of them modifies its input.
 """
 
 import numbers
+import warnings
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.exceptions import DataConversionWarning
 
 
 def check_positive_int(name, value, minimum=1):
@@ -46,21 +49,36 @@ def check_X(X, name="X", n_features=None):
     ``n_features`` when given.  The dtype is left as it is: the caller makes
     the one float32 copy it trains on.
     """
+    if X is None:
+        raise ValueError(f"{name} is None; expected a 2-D array (n_samples, n_features)")
+    if sp.issparse(X):
+        raise TypeError(f"{name} is a sparse matrix, but fastmlp needs dense data: "
+                        f"convert it with {name}.toarray()")
     arr = np.asarray(X)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                   or arr.dtype == np.bool_):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must hold real numbers; its objects do not "
+                            f"convert to float: {exc}") from None
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+        hint = (" Reshape your data: X.reshape(-1, 1) for a single feature or "
+                "X.reshape(1, -1) for a single sample." if arr.ndim == 1 else "")
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape "
+                         f"{arr.shape}.{hint}")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: 0 samples")
+        raise ValueError(f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a "
+                         "minimum of 1 is required.")
     if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features")
+        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum "
+                         "of 1 is required.")
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but the model was fitted "
-                         f"with {n_features}")
+        raise ValueError(f"{name} has {arr.shape[1]} features, but MLPClassifier is "
+                         f"expecting {n_features} features as input")
     if np.issubdtype(arr.dtype, np.floating):
         # fast path: a float64 sum of finite float values is finite unless
         # they are near the float64 limit; only then look element by element
@@ -77,9 +95,16 @@ def check_X(X, name="X", n_features=None):
 
 
 def check_y(y, n_samples, name="y"):
-    """Validate a label vector of length ``n_samples``; return it as an ndarray."""
+    """Validate a label vector of length ``n_samples``; return it as an ndarray.
+
+    A column vector (n, 1) is accepted with a DataConversionWarning, as in
+    scikit-learn; continuous (float, non-integer) targets are rejected."""
+    if y is None:
+        raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
+        warnings.warn(f"A column-vector {name} was passed when a 1d array was expected; "
+                      "it is used as y.ravel()", DataConversionWarning, stacklevel=3)
         arr = arr.ravel()
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (n_samples,), got shape {arr.shape}")
@@ -89,4 +114,7 @@ def check_y(y, n_samples, name="y"):
         raise ValueError(f"{name} contains NaN or infinity")
     if arr.dtype == object and any(v is None for v in arr):
         raise ValueError(f"{name} contains None")
+    if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
+        raise ValueError(f"Unknown label type: continuous. {name} holds non-integer "
+                         "floats; a classifier needs class labels")
     return arr

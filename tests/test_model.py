@@ -302,12 +302,12 @@ def test_bad_data_is_named(digits, small):
         small().fit(X[0], y[:1])
     with pytest.raises(ValueError, match="labels but X has"):
         small().fit(X, y[:-1])
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="one class"):
         small().fit(X, np.zeros(len(y)))
     with pytest.raises(ValueError, match="empty"):
         small().fit(X[:0], y[:0])
     m = small(epochs=1).fit(X, y)
-    with pytest.raises(ValueError, match="63 features, but the model was fitted with 64"):
+    with pytest.raises(ValueError, match="63 features, but MLPClassifier is expecting 64"):
         m.predict(X[:, 1:])
 
 
