@@ -7,6 +7,8 @@ The public surface:
 * :mod:`fastmlp.datasets` -- MNIST (shipped with the package), IDX files and
   scikit-learn's digits, all offline;
 * :func:`lr_schedule` -- the per-epoch learning-rate decay of the seeds;
+* :func:`load` -- read a model written by ``MLPClassifier.save``;
+* :func:`plot_history` -- the seeds' training plots as a PNG;
 * :func:`build_info` -- how the compiled kernels were built.
 """
 
@@ -14,10 +16,12 @@ __version__ = "0.1.0.dev0"
 
 from . import datasets
 from ._history import History
+from ._io import ModelFileError, load
 from ._mlp import MLPClassifier, lr_schedule
+from ._plot import plot_history
 
 __all__ = ["MLPClassifier", "History", "datasets", "lr_schedule", "build_info",
-           "__version__"]
+           "load", "ModelFileError", "plot_history", "__version__"]
 
 
 def build_info():

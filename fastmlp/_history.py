@@ -59,8 +59,9 @@ class History:
 
     def _append(self, epoch, batch_cost, batch_reg_share, **values):
         self.epochs.append(int(epoch))
-        self.batch_cost.append(np.asarray(batch_cost, dtype=np.float64))
-        self.batch_reg_share.append(np.asarray(batch_reg_share, dtype=np.float64))
+        # copies: the trainer reuses its per-batch arrays every epoch
+        self.batch_cost.append(np.array(batch_cost, dtype=np.float64))
+        self.batch_reg_share.append(np.array(batch_reg_share, dtype=np.float64))
         for key in self.PER_EPOCH:
             getattr(self, key).append(values.get(key, float("nan")))
 
@@ -72,6 +73,35 @@ class History:
         for key in self.PER_EPOCH:
             out[key] = [_plain(v) for v in getattr(self, key)]
         return out
+
+    def to_json(self, path=None):
+        """The history as JSON text; also written to ``path`` when given."""
+        import json
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    def to_csv(self, path):
+        """Write one row per epoch (scalars, mean |W| and phase seconds as
+        columns) to ``path`` as CSV."""
+        import csv
+        n_layers = max((len(w) for w in self.mean_abs_weight
+                        if isinstance(w, (list, tuple))), default=0)
+        phases = sorted({k for ph in self.phases if isinstance(ph, dict) for k in ph})
+        scalar = ["cost", "reg_share", "train_acc", "test_acc", "learning_rate",
+                  "train_time", "eval_time", "epoch_time"]
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["epoch"] + scalar + [f"mean_abs_weight_{i}" for i in range(n_layers)]
+                       + [f"seconds_{p}" for p in phases])
+            for i, epoch in enumerate(self.epochs):
+                maw = list(self.mean_abs_weight[i]) if isinstance(
+                    self.mean_abs_weight[i], (list, tuple)) else []
+                ph = self.phases[i] if isinstance(self.phases[i], dict) else {}
+                w.writerow([epoch] + [getattr(self, k)[i] for k in scalar]
+                           + maw + [ph.get(p, "") for p in phases])
 
     def phase_totals(self):
         """Seconds per phase summed over all epochs (see ``phases``)."""

@@ -474,6 +474,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         with threadpool_limits(limits=blas, user_api="blas"):
             return self._outputs(Xs)
 
+    def save(self, path):
+        """Write the fitted model to ``path`` as a pickle-free .npz file, atomically.
+
+        Holds the weights, momentum, architecture, hyperparameters, input
+        scaling, class labels and a format version; :func:`fastmlp.load`
+        reads it back.  The history is not saved.
+        """
+        from ._io import save
+        return save(self, path)
+
     def loss_and_gradients(self, X, y):
         """LogLoss, regularisation cost and gradient of the batch (X, y) at the
         current weights, computed by the model's backend kernels.

@@ -171,6 +171,9 @@ def test_history_records_every_epoch(digits, small):
     n_batches = -(-X.shape[0] // 64)
     assert len(h) == 6 and h.epochs == list(range(6))
     assert all(c.shape == (n_batches,) for c in h.batch_cost)
+    for e in range(6):      # each epoch keeps its own batch costs
+        assert h.cost[e] == pytest.approx(h.batch_cost[e].mean())
+    assert not np.array_equal(h.batch_cost[0], h.batch_cost[5])
     assert all(0.0 <= s <= 1.0 for s in h.reg_share)
     assert all(np.isnan(h.test_acc[e]) for e in (0, 1, 3, 4))
     assert 0.5 < h.test_acc[2] < h.test_acc[5] <= 1.0

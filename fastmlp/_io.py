@@ -1,0 +1,188 @@
+"""Saving and loading fitted models as plain .npz files (no pickle).
+
+A model file holds only arrays and a JSON header:
+
+* ``__fastmlp__``  JSON (as a uint8 array): format version, hyperparameters,
+  layer sizes, epochs trained, learning rate, class-label kind;
+* ``classes``      the class labels (numbers or unicode strings);
+* ``mean``, ``scale``  the input scaling;
+* ``W0``, ``W1``, ...  the weight matrices (n_out, 1 + n_in), float32;
+* ``V0``, ``V1``, ...  the momentum terms, so training can continue.
+
+It is read with ``allow_pickle=False``, and every shape and dtype is checked
+against the header, so a crafted file cannot run code; anything inconsistent
+raises :class:`ModelFileError` naming the problem.  Files are written to a
+temporary name in the target folder and renamed into place, so a reader
+never sees a half-written file.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+__all__ = ["save", "load", "ModelFileError", "FORMAT_VERSION"]
+
+#: Version of the file layout written by :func:`save`.
+FORMAT_VERSION = 1
+_MAGIC = "fastmlp-model"
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable, corrupt, of another version or inconsistent."""
+
+
+def save(model, path):
+    """Write a fitted :class:`fastmlp.MLPClassifier` to ``path`` (.npz), atomically."""
+    model._check_fitted()
+    path = os.fspath(path)
+    classes = np.asarray(model.classes_)
+    if classes.dtype.kind not in "biufU":
+        raise ValueError(f"class labels of dtype {classes.dtype} cannot be saved without "
+                         "pickle; use numbers or strings")
+    header = {
+        "magic": _MAGIC,
+        "format_version": FORMAT_VERSION,
+        "params": model.get_params(),
+        "layers": list(model.layers_),
+        "n_iter": int(model.n_iter_),
+        "learning_rate_": float(getattr(model, "learning_rate_", model.learning_rate)),
+    }
+    header["params"]["hidden_layer_sizes"] = list(model._params["hidden"])
+    rs = header["params"].get("random_state")
+    if rs is not None and not isinstance(rs, (int, np.integer)):
+        header["params"]["random_state"] = None   # a Generator is not data
+    arrays = {
+        "__fastmlp__": np.frombuffer(json.dumps(header).encode(), np.uint8),
+        "classes": classes, "mean": model.mean_, "scale": model.scale_,
+    }
+    for i, (W, V) in enumerate(zip(model.coefs_, model._velocities)):
+        arrays[f"W{i}"] = W
+        arrays[f"V{i}"] = V
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".npz.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _get(npz, key, name):
+    if key not in npz.files:
+        raise ModelFileError(f"{name}: missing array {key!r}")
+    try:
+        return npz[key]
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"{name}: array {key!r} is corrupt: {exc}") from exc
+
+
+# What a damaged zip or .npy inside it can raise while being read; any of
+# these becomes a ModelFileError (the fuzz test flips bytes to find them).
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+                NotImplementedError, RuntimeError, KeyError, TypeError, IndexError,
+                OverflowError, MemoryError, UnicodeDecodeError)
+
+
+def load(path):
+    """Read a model written by :func:`save`; returns a fitted MLPClassifier.
+
+    Raises FileNotFoundError for a missing file and ModelFileError for
+    anything else that is not a valid model file; never unpickles."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"{name}: no such model file")
+    try:
+        return _load(name)
+    except ModelFileError:
+        raise
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{name}: not a readable fastmlp model file "
+                             f"({type(exc).__name__}: {exc})") from exc
+
+
+def _load(name):
+    from ._mlp import MLPClassifier
+
+    npz = np.load(name, allow_pickle=False)
+    if not hasattr(npz, "files"):
+        raise ModelFileError(f"{name}: a single array, not a fastmlp model file")
+    with npz:
+        raw = _get(npz, "__fastmlp__", name)
+        try:
+            header = json.loads(raw.astype(np.uint8).tobytes().decode())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{name}: unreadable header: {exc}") from exc
+        if not isinstance(header, dict) or header.get("magic") != _MAGIC:
+            raise ModelFileError(f"{name}: not a fastmlp model file")
+        if header.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(f"{name}: format version {header.get('format_version')!r}, "
+                                 f"this fastmlp reads version {FORMAT_VERSION}")
+        try:
+            layers = [int(n) for n in header["layers"]]
+            params = dict(header["params"])
+            n_iter = int(header["n_iter"])
+            lr_now = float(header["learning_rate_"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{name}: header lacks or garbles {exc}") from exc
+        if len(layers) < 2 or min(layers) < 1:
+            raise ModelFileError(f"{name}: bad layer sizes {layers}")
+        if "hidden_layer_sizes" in params:
+            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        try:
+            model = MLPClassifier(**params)
+            model._params = model._check_params()
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{name}: bad hyperparameters: {exc}") from exc
+        if list(model._params["hidden"]) != layers[1:-1]:
+            raise ModelFileError(f"{name}: hidden layers {layers[1:-1]} disagree with the "
+                                 f"hyperparameters {list(model._params['hidden'])}")
+        classes = _get(npz, "classes", name)
+        mean, scale = _get(npz, "mean", name), _get(npz, "scale", name)
+        if classes.ndim != 1 or classes.shape[0] != layers[-1] or classes.dtype.kind not in "biufU":
+            raise ModelFileError(f"{name}: classes must be {layers[-1]} numbers or strings, "
+                                 f"got {classes.dtype} {classes.shape}")
+        for key, arr in (("mean", mean), ("scale", scale)):
+            if arr.shape != (layers[0],) or arr.dtype != np.float32:
+                raise ModelFileError(f"{name}: {key} must be float32 of shape ({layers[0]},), "
+                                     f"got {arr.dtype} {arr.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ModelFileError(f"{name}: {key} holds NaN or infinity")
+        if np.any(scale == 0):
+            raise ModelFileError(f"{name}: scale holds zeros")
+        coefs, vels = [], []
+        for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
+            for key, out in ((f"W{i}", coefs), (f"V{i}", vels)):
+                arr = _get(npz, key, name)
+                if arr.shape != (n_out, 1 + n_in) or arr.dtype != np.float32:
+                    raise ModelFileError(f"{name}: {key} must be float32 of shape "
+                                         f"({n_out}, {1 + n_in}), got {arr.dtype} {arr.shape}")
+                if not np.all(np.isfinite(arr)):
+                    raise ModelFileError(f"{name}: {key} holds NaN or infinity")
+                out.append(np.ascontiguousarray(arr))
+        extra = set(npz.files) - {"__fastmlp__", "classes", "mean", "scale"} \
+            - {f"W{i}" for i in range(len(layers) - 1)} - {f"V{i}" for i in range(len(layers) - 1)}
+        if extra:
+            raise ModelFileError(f"{name}: unexpected arrays {sorted(extra)}")
+    from ._history import History
+    model.classes_ = classes
+    model.n_features_in_ = layers[0]
+    model.layers_ = tuple(layers)
+    model.mean_, model.scale_ = mean, scale
+    model.coefs_, model._velocities = coefs, vels
+    model.n_iter_ = n_iter
+    model.learning_rate_ = lr_now
+    model._rng = np.random.default_rng(model.random_state)
+    model.history_ = History(model._params["train_accuracy"])
+    return model

@@ -1,0 +1,155 @@
+"""Save/load round trips and every corrupted-file case; history export; plots."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import MLPClassifier, ModelFileError, load
+from fastmlp.datasets import load_digits
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    (X, y), (Xt, yt) = load_digits()
+    names = np.array(list("abcdefghij"))
+    m = MLPClassifier((20, 12), epochs=4, batch_size=64, learning_rate=0.05,
+                      random_state=0, l1=0.001).fit(X, names[y], validation_data=(Xt, names[yt]))
+    return m, Xt
+
+
+def test_round_trip_gives_identical_predictions(tmp_path, fitted):
+    m, Xt = fitted
+    path = m.save(tmp_path / "m.npz")
+    m2 = load(path)
+    np.testing.assert_array_equal(m2.predict_proba(Xt), m.predict_proba(Xt))
+    np.testing.assert_array_equal(m2.predict(Xt), m.predict(Xt))
+    assert m2.get_params() == m.get_params()
+    assert list(m2.classes_) == list(m.classes_) and m2.n_iter_ == 4
+    for a, b in zip(m.coefs_, m2.coefs_):
+        np.testing.assert_array_equal(a, b)
+    # training goes on from the loaded state
+    (X, y), _ = load_digits()
+    m2.partial_fit(X, np.array(list("abcdefghij"))[y])
+    assert m2.n_iter_ == 5
+
+
+def test_save_is_atomic_and_leaves_no_temporaries(tmp_path, fitted):
+    m, _ = fitted
+    target = tmp_path / "m.npz"
+    target.write_bytes(b"old contents")
+    m.save(target)
+    assert load(target).n_iter_ == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_load_never_unpickles(tmp_path):
+    """An object array (which np.load could only read by unpickling) is refused."""
+    path = tmp_path / "evil.npz"
+    np.savez(path, __fastmlp__=np.array([{"magic": "x"}], dtype=object))
+    with pytest.raises(ModelFileError, match="corrupt|pickle"):
+        load(path)
+
+
+def rewrite(path, out, change):
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    np.savez(out, **arrays)
+    return out
+
+
+def header_change(fn):
+    def change(arrays):
+        h = json.loads(arrays["__fastmlp__"].tobytes().decode())
+        fn(h)
+        arrays["__fastmlp__"] = np.frombuffer(json.dumps(h).encode(), np.uint8)
+    return change
+
+
+@pytest.mark.parametrize("case,change,match", [
+    ("missing weight", lambda a: a.pop("W1"), "missing array 'W1'"),
+    ("wrong shape", lambda a: a.__setitem__("W0", a["W0"][:, :5]), "W0 must be float32 of shape"),
+    ("wrong dtype", lambda a: a.__setitem__("W2", a["W2"].astype(np.float64)), "W2 must be float32"),
+    ("nan weight", lambda a: a["W0"].__setitem__((0, 0), np.nan), "NaN"),
+    ("zero scale", lambda a: a["scale"].__setitem__(3, 0.0), "scale holds zeros"),
+    ("classes count", lambda a: a.__setitem__("classes", a["classes"][:3]), "classes must be 10"),
+    ("extra array", lambda a: a.__setitem__("payload", np.zeros(3)), "unexpected arrays"),
+    ("no header", lambda a: a.pop("__fastmlp__"), "missing array '__fastmlp__'"),
+    ("garbled header", lambda a: a.__setitem__("__fastmlp__", np.frombuffer(b"{oops", np.uint8)),
+     "unreadable header"),
+    ("version", header_change(lambda h: h.__setitem__("format_version", 99)), "format version 99"),
+    ("magic", header_change(lambda h: h.__setitem__("magic", "other")), "not a fastmlp model"),
+    ("layers", header_change(lambda h: h.__setitem__("layers", [64, 20, 99, 10])), "disagree"),
+    ("params", header_change(lambda h: h["params"].__setitem__("epochs", -3)), "bad hyperparameters"),
+    ("unknown param", header_change(lambda h: h["params"].__setitem__("evil", 1)), "bad hyperparameters"),
+])
+def test_corrupt_files_give_clear_errors(tmp_path, fitted, case, change, match):
+    m, _ = fitted
+    good = m.save(tmp_path / "good.npz")
+    bad = rewrite(good, tmp_path / "bad.npz", change)
+    with pytest.raises(ModelFileError, match=match):
+        load(bad)
+
+
+def test_truncated_and_garbage_files(tmp_path, fitted):
+    m, _ = fitted
+    good = m.save(tmp_path / "good.npz")
+    data = open(good, "rb").read()
+    for n in (0, 10, len(data) // 2, len(data) - 30):
+        p = tmp_path / f"trunc{n}.npz"
+        p.write_bytes(data[:n])
+        with pytest.raises(ModelFileError):
+            load(p)
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ModelFileError):
+        load(tmp_path / "text.npz")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    with pytest.raises(ModelFileError, match="single array"):
+        load(tmp_path / "single.npy")
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "absent.npz")
+
+
+def test_flipped_bytes_never_crash(tmp_path, fitted):
+    """A small fuzz: 200 files with random bytes changed load or raise ModelFileError."""
+    m, Xt = fitted
+    data = bytearray(open(m.save(tmp_path / "good.npz"), "rb").read())
+    rng = np.random.default_rng(0)
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(200):
+        mutated = bytearray(data)
+        for pos in rng.integers(0, len(data), rng.integers(1, 8)):
+            mutated[pos] = rng.integers(0, 256)
+        p = tmp_path / "fuzz.npz"
+        p.write_bytes(bytes(mutated))
+        try:
+            loaded = load(p)
+        except ModelFileError:
+            outcomes["refused"] += 1
+        else:
+            outcomes["loaded"] += 1
+            assert loaded.predict(Xt).shape == (len(Xt),)
+    assert outcomes["refused"] > 0
+
+
+def test_history_exports(tmp_path, fitted):
+    m, _ = fitted
+    text = m.history_.to_json(tmp_path / "h.json")
+    d = json.loads((tmp_path / "h.json").read_text())
+    assert json.loads(text) == d and len(d["cost"]) == 4 and len(d["batch_cost"][0]) > 1
+    m.history_.to_csv(tmp_path / "h.csv")
+    rows = (tmp_path / "h.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("epoch,cost,reg_share,train_acc,test_acc")
+    assert "mean_abs_weight_2" in rows[0] and "seconds_forward" in rows[0]
+
+
+def test_plot_history_writes_a_png(tmp_path, fitted):
+    m, _ = fitted
+    out = fastmlp.plot_history(m.history_, tmp_path / "h.png")
+    data = open(out, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    with pytest.raises(ValueError, match="empty"):
+        fastmlp.plot_history(fastmlp.History(), tmp_path / "e.png")
