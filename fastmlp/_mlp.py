@@ -294,7 +294,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return weights
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, y, validation_data=None):
+    def fit(self, X, y, validation_data=None, callback=None):
         """Train a new network on (X, y) for ``epochs`` epochs.
 
         Any earlier training is discarded: the weights are drawn afresh
@@ -308,6 +308,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             Class labels (any sortable type); at least two classes.
         validation_data : (X_val, y_val), optional
             Evaluated every ``eval_period`` epochs into ``history_.test_acc``.
+        callback : callable, optional
+            Called after every batch as ``callback(epoch, batch, n_batches,
+            cost)`` and after every epoch as ``callback(epoch, None,
+            n_batches, record)`` with the epoch's history record (progress
+            bars, early inspection).  Epochs count from 0.
 
         Returns
         -------
@@ -319,10 +324,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._start(X, np.unique(y))
         src = self._training_source(X)
         self._fit_scaling(src)
-        self._train(src, self._encode(y), p["epochs"], self._validation(validation_data))
+        self._train(src, self._encode(y), p["epochs"], self._validation(validation_data),
+                    callback)
         return self
 
-    def partial_fit(self, X, y, classes=None, validation_data=None):
+    def partial_fit(self, X, y, classes=None, validation_data=None, callback=None):
         """Train one more epoch on (X, y), continuing from the current weights.
 
         The first call starts a new network; it needs ``classes`` (every label
@@ -330,6 +336,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         fixes the input scaling from this first X.  Later calls continue the
         learning-rate schedule and the momentum, and record into the same
         ``history_``.
+
+        ``callback`` is as for :meth:`fit`.
 
         Returns
         -------
@@ -349,7 +357,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         src = self._training_source(X)
         if first:
             self._fit_scaling(src)
-        self._train(src, self._encode(y), 1, self._validation(validation_data))
+        self._train(src, self._encode(y), 1, self._validation(validation_data), callback)
         return self
 
     def _start(self, X, classes):
@@ -381,7 +389,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         return list(self.history_.cost)
 
-    def _train(self, src, y_idx, epochs, val):
+    def _train(self, src, y_idx, epochs, val, callback=None):
         p = self._params
         n = src.shape[0]
         batch = min(p["batch_size"], n)
@@ -408,6 +416,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     costs[b] = cost + reg
                     regs[b] = reg
                     correct += ok
+                    if callback is not None:
+                        callback(self.n_iter_, b, n_batches, cost + reg)
                 t1 = time.perf_counter()
                 self.n_iter_ += 1
                 self.learning_rate_ = float(rates[e])
@@ -433,6 +443,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 record["epoch_time"] = t2 - t0
                 record["phases"] = dict(trainer.phase_seconds, prediction=t2 - t1)
                 self.history_._append(self.n_iter_ - 1, costs, share, **record)
+                if callback is not None:
+                    callback(self.n_iter_ - 1, None, n_batches, record)
                 if self.verbose:
                     self._print_epoch(record)
         return self

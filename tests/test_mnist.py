@@ -1,8 +1,5 @@
 """The seed network on the real MNIST: 35 epochs at batch 500, both backends."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -55,22 +52,3 @@ def test_minmax_scaling_and_rate_0003_beat_the_seed_settings(mnist):
     m = MLPClassifier(random_state=0, scaling="minmax", learning_rate=0.003, n_threads=2)
     acc = m.fit(X, y).score(Xt, yt)
     assert acc >= 0.972, acc
-
-
-def test_cli_trains_and_reports(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "fastmlp", "train", "--dataset", "digits",
-                          "--epochs", "3", "--batch-size", "64", "--learning-rate", "0.05",
-                          "--hidden", "20,12"], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)  # not the source folder: the installed package
-    assert out.returncode == 0, out.stderr
-    assert "epoch    3" in out.stdout
-    assert "test accuracy 0." in out.stdout
-
-
-def test_cli_user_error_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "fastmlp", "train", "--dataset",
-                          str(tmp_path / "missing.npz")], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
-    assert out.returncode == 2
-    assert "Traceback" not in out.stderr
-    assert out.stderr.strip().count("\n") == 0 and "missing.npz" in out.stderr

@@ -1,0 +1,107 @@
+"""The fastmlp command line, end to end through subprocesses."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastmlp.__main__ import Progress
+from fastmlp.datasets import load_digits
+
+
+def fastmlp(*args, cwd, env=None):
+    """Run the installed CLI outside the source folder."""
+    return subprocess.run([sys.executable, "-m", "fastmlp", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+
+
+def digits_train(tmp_path, *extra):
+    return fastmlp("train", "--dataset", "digits", "--epochs", "3", "--batch-size", "64",
+                   "--learning-rate", "0.05", "--hidden", "20,12", *extra, cwd=tmp_path)
+
+
+def test_train_reports_and_writes_model_history_plot(tmp_path):
+    out = digits_train(tmp_path, "--output", "m.npz", "--history", "h.csv", "--plot", "p.png")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert sum(line.startswith("epoch ") for line in lines) == 3
+    assert "\r" not in out.stdout                      # not a terminal: no progress bar
+    assert any(line.startswith("time shares: gather") for line in lines)
+    acc = next(float(line.split()[-1]) for line in lines if line.startswith("test accuracy"))
+    assert 0.5 < acc <= 1.0
+    assert (tmp_path / "m.npz").stat().st_size > 1000
+    assert (tmp_path / "h.csv").read_text().count("\n") == 4
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    out = digits_train(tmp_path, "--history", "h.json", "--quiet")
+    assert out.returncode == 0 and "epoch " not in out.stdout
+    assert len(json.loads((tmp_path / "h.json").read_text())["cost"]) == 3
+
+
+def test_predict_from_npy_npz_and_idx(tmp_path):
+    assert digits_train(tmp_path, "--output", "m.npz").returncode == 0
+    _, (Xt, yt) = load_digits()
+    np.save(tmp_path / "x.npy", Xt[:25])
+    out = fastmlp("predict", "m.npz", "x.npy", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    labels = [int(v) for v in out.stdout.split()]
+    assert len(labels) == 25 and np.mean(np.array(labels) == yt[:25]) > 0.5
+    np.savez(tmp_path / "x.npz", X=Xt[:7])
+    out = fastmlp("predict", "m.npz", "x.npz", "--proba", cwd=tmp_path)
+    rows = [list(map(float, r.split())) for r in out.stdout.strip().splitlines()]
+    assert len(rows) == 7 and all(abs(sum(r) - 1) < 1e-4 and len(r) == 10 for r in rows)
+    out = fastmlp("predict", "m.npz", "x.npy", "--output", "p.npy", cwd=tmp_path)
+    assert out.returncode == 0 and np.load(tmp_path / "p.npy").shape == (25,)
+    # an IDX image file (8x8 digits as uint8 images)
+    imgs = Xt[:5].reshape(5, 8, 8).astype(np.uint8)
+    header = bytes([0, 0, 0x08, 3]) + b"".join(int(d).to_bytes(4, "big") for d in imgs.shape)
+    (tmp_path / "imgs-idx3-ubyte").write_bytes(header + imgs.tobytes())
+    out = fastmlp("predict", "m.npz", "imgs-idx3-ubyte", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) == 5
+
+
+def test_info(tmp_path):
+    out = fastmlp("info", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "compiled kernels: yes" in out.stdout and "CPU:" in out.stdout
+    assert "openblas" in out.stdout.lower()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--dataset", "missing.npz"], "missing.npz"),
+    (["train", "--dataset", "digits", "--epochs", "0"], "epochs must be >= 1"),
+    (["train", "--dataset", "digits", "--l2", "-1"], "l2"),
+    (["predict", "absent.npz", "x.npy"], "absent.npz"),
+    (["predict", "bad.npz", "x.npy"], "bad.npz"),
+])
+def test_user_errors_are_one_line_with_status_2(tmp_path, args, needle):
+    (tmp_path / "bad.npz").write_bytes(b"not a model")
+    np.save(tmp_path / "x.npy", np.zeros((2, 64)))
+    out = fastmlp(*args, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and needle in out.stderr
+
+
+def test_bad_option_syntax_is_refused_without_traceback(tmp_path):
+    out = fastmlp("train", "--epochs", "many", cwd=tmp_path)
+    assert out.returncode == 2 and "invalid int value" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_progress_bar_draws_in_place_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    p = Progress(epochs=2, stream=out)
+    for b in range(4):
+        p(0, b, 4, 10.0 - b)
+    p(0, None, 4, dict(cost=8.5, train_acc=0.5, learning_rate=0.01, epoch_time=0.2))
+    text = out.getvalue()
+    assert text.count("\r") >= 2 and "4/4 batches" in text and "#" * 25 in text
+    assert text.endswith("\n") and "epoch   1/2" in text
