@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__, build_info, datasets
 from ._io import ModelFileError, load
-from ._mlp import BACKENDS, SCALINGS, TRAIN_ACC_KINDS, MLPClassifier
+from ._mlp import BACKENDS, SCALINGS, TRAIN_ACC_KINDS, MLPClassifier, format_epoch
 
 
 class UserError(Exception):
@@ -81,14 +81,7 @@ class Progress:
             return
         if self.quiet:
             return
-        r = value
-        parts = [f"epoch {epoch + 1:3d}/{self.epochs}", f"cost {r['cost']:10.4f}"]
-        if "train_acc" in r:
-            parts.append(f"train acc {r['train_acc']:.4f}")
-        if "test_acc" in r:
-            parts.append(f"test acc {r['test_acc']:.4f}")
-        parts += [f"lr {r['learning_rate']:.6g}", f"{r['epoch_time']:.3f} s"]
-        line = "  ".join(parts)
+        line = format_epoch(epoch, value, self.epochs)
         self.stream.write(("\r" + line + " " * 20 + "\n") if self.tty else line + "\n")
         self.stream.flush()
 

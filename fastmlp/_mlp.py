@@ -71,6 +71,19 @@ def _standard_scaler_stats(X32):
     return mean, scale
 
 
+def format_epoch(epoch, record, epochs=None):
+    """One line summing up an epoch's history record (verbose output, CLI)."""
+    total = f"/{epochs}" if epochs else ""
+    parts = [f"epoch {epoch + 1:3d}{total}", f"cost {record['cost']:10.4f}",
+             f"reg share {record['reg_share']:.4f}"]
+    if "train_acc" in record:
+        parts.append(f"train acc {record['train_acc']:.4f}")
+    if "test_acc" in record:
+        parts.append(f"test acc {record['test_acc']:.4f}")
+    parts += [f"lr {record['learning_rate']:.6g}", f"{record['epoch_time']:.3f} s"]
+    return "  ".join(parts)
+
+
 def lr_schedule(learning_rate, lr_decay, epochs, start_epoch=0):
     """Learning rate used in each epoch, as the seeds decay it.
 
@@ -450,15 +463,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _print_epoch(self, r):
-        parts = [f"epoch {self.n_iter_:4d}", f"cost {r['cost']:10.4f}",
-                 f"reg share {r['reg_share']:.4f}"]
-        if "train_acc" in r:
-            parts.append(f"train acc {r['train_acc']:.4f}")
-        if "test_acc" in r:
-            parts.append(f"test acc {r['test_acc']:.4f}")
-        parts.append(f"lr {r['learning_rate']:.6g}")
-        parts.append(f"{r['epoch_time']:.3f} s")
-        print("  ".join(parts), flush=True)
+        print(format_epoch(self.n_iter_ - 1, r), flush=True)
 
     # --------------------------------------------------------------- predict
     def _check_fitted(self):

@@ -101,7 +101,8 @@ def test_progress_bar_draws_in_place_on_a_terminal():
     p = Progress(epochs=2, stream=out)
     for b in range(4):
         p(0, b, 4, 10.0 - b)
-    p(0, None, 4, dict(cost=8.5, train_acc=0.5, learning_rate=0.01, epoch_time=0.2))
+    p(0, None, 4, dict(cost=8.5, reg_share=0.1, train_acc=0.5, learning_rate=0.01,
+                       epoch_time=0.2))
     text = out.getvalue()
     assert text.count("\r") >= 2 and "4/4 batches" in text and "#" * 25 in text
     assert text.endswith("\n") and "epoch   1/2" in text
