@@ -9,6 +9,7 @@
   .npz or IDX file.
 * ``fastmlp info`` shows the version, the compiled kernels, BLAS and threads,
   and the CPU.
+* ``fastmlp bench`` runs the benchmark suite (:mod:`fastmlp.bench`).
 
 Exit status: 0 on success; 2 with one line on stderr for a user mistake (a
 missing file, a bad option value, unusable data); 130 when interrupted.
@@ -236,11 +237,17 @@ def _parser():
     pr.add_argument("--output", help="write to this file (.npy, or text otherwise)")
 
     sub.add_parser("info", help="version, compiled kernels, BLAS, threads and CPU")
+    sub.add_parser("bench", add_help=False,
+                   help="fastmlp vs Keras, PyTorch, scikit-learn (fastmlp bench --help)")
     return p
 
 
 def main(argv=None):
     """Entry point of ``fastmlp`` / ``python -m fastmlp``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:                 # the suite parses its own options
+        from .bench import main as bench_main
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     run = {"train": _train, "predict": _predict, "info": _info}[args.command]
     try:

@@ -106,3 +106,13 @@ def test_progress_bar_draws_in_place_on_a_terminal():
     text = out.getvalue()
     assert text.count("\r") >= 2 and "4/4 batches" in text and "#" * 25 in text
     assert text.endswith("\n") and "epoch   1/2" in text
+
+
+def test_bench_subcommand_runs_the_suite(tmp_path):
+    out = fastmlp("bench", "--epochs", "1", "--repeats", "1", "--batch-sizes", "30000",
+                  "--rows", "fastmlp,numpy", "--json", "b.json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "fastmlp is" in out.stdout
+    assert len(json.loads((tmp_path / "b.json").read_text())["results"]) == 2
+    help_text = fastmlp("bench", "--help", cwd=tmp_path).stdout
+    assert "--batch-sizes" in help_text and "--cnn" in help_text
