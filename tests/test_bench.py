@@ -53,3 +53,18 @@ def test_backends_bench_runs(tmp_path):
                        "--repeats", "1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert {r["backend"] for r in rows} == {"numpy", "compiled"}
+
+
+def test_regularisation_study_runs_and_reports(tmp_path, capsys):
+    study = load("regularisation")
+    assert study.converged_epoch([10.0, 5.0, 4.0, 3.02, 3.0, 3.01]) == 4
+    rc = study.main(["--epochs", "2", "--lambdas", "0.01,0.2", "--processes", "2",
+                     "--out-dir", str(tmp_path)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "0.9728" in text                      # the seeds' figure for lambda2 0.2
+    data = json.loads((tmp_path / "study.json").read_text())
+    assert [r["lambda2"] for r in data["results"]] == [0.01, 0.2]
+    shares = [r["final_reg_share"] for r in data["results"]]
+    assert 0 < shares[0] < shares[1] < 1          # more lambda, larger share
+    assert (tmp_path / "study.png").read_bytes()[:4] == b"\x89PNG"
