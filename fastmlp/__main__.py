@@ -10,6 +10,7 @@
 * ``fastmlp info`` shows the version, the compiled kernels, BLAS and threads,
   and the CPU.
 * ``fastmlp bench`` runs the benchmark suite (:mod:`fastmlp.bench`).
+* ``fastmlp study`` runs the seeds' regularisation study (:mod:`fastmlp.study`).
 
 Exit status: 0 on success; 2 with one line on stderr for a user mistake (a
 missing file, a bad option value, unusable data); 130 when interrupted.
@@ -239,15 +240,20 @@ def _parser():
     sub.add_parser("info", help="version, compiled kernels, BLAS, threads and CPU")
     sub.add_parser("bench", add_help=False,
                    help="fastmlp vs Keras, PyTorch, scikit-learn (fastmlp bench --help)")
+    sub.add_parser("study", add_help=False,
+                   help="the seeds' lambda2 regularisation study (fastmlp study --help)")
     return p
 
 
 def main(argv=None):
     """Entry point of ``fastmlp`` / ``python -m fastmlp``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:                 # the suite parses its own options
+    if argv[:1] == ["bench"]:                 # these parse their own options
         from .bench import main as bench_main
         return bench_main(argv[1:])
+    if argv[:1] == ["study"]:
+        from .study import main as study_main
+        return study_main(argv[1:])
     args = _parser().parse_args(argv)
     run = {"train": _train, "predict": _predict, "info": _info}[args.command]
     try:

@@ -56,8 +56,10 @@ def test_backends_bench_runs(tmp_path):
 
 
 def test_regularisation_study_runs_and_reports(tmp_path, capsys):
-    study = load("regularisation")
+    from fastmlp import study
     assert study.converged_epoch([10.0, 5.0, 4.0, 3.02, 3.0, 3.01]) == 4
+    # the checkout's script is the same command
+    assert load("regularisation").main is study.main
     rc = study.main(["--epochs", "2", "--lambdas", "0.01,0.2", "--processes", "2",
                      "--out-dir", str(tmp_path)])
     assert rc == 0
