@@ -27,6 +27,7 @@ import numpy as np
 from . import __version__, build_info, datasets
 from ._io import ModelFileError, load
 from ._mlp import BACKENDS, SCALINGS, TRAIN_ACC_KINDS, MLPClassifier, format_epoch
+from ._numpy_backend import ACTIVATIONS
 
 
 class UserError(Exception):
@@ -91,7 +92,7 @@ class Progress:
 def _train(args):
     (X, y), (Xt, yt) = _load_dataset(args.dataset)
     model = MLPClassifier(
-        args.hidden, epochs=args.epochs, batch_size=args.batch_size,
+        args.hidden, activation=args.activation, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, lr_decay=args.lr_decay, momentum=args.momentum,
         l2=args.l2, l1=args.l1, init_factor=args.init_factor, shuffle=not args.no_shuffle,
         scaling=args.scaling, train_accuracy=args.train_accuracy,
@@ -216,6 +217,8 @@ def _parser():
                       ("l1", float), ("init_factor", float), ("eval_period", int)):
         t.add_argument("--" + name.replace("_", "-"), type=typ, default=getattr(d, name),
                        help=f"(default: {getattr(d, name)})")
+    t.add_argument("--activation", choices=ACTIVATIONS, default=d.activation,
+                   help="hidden-layer activation (default: sigmoid)")
     t.add_argument("--scaling", choices=SCALINGS, default=d.scaling,
                    help="input scaling from training statistics (default: standard)")
     t.add_argument("--train-accuracy", choices=TRAIN_ACC_KINDS, default=d.train_accuracy,

@@ -61,9 +61,9 @@ import numpy as np
 from scipy.linalg.cython_blas cimport sgemm
 
 cdef extern from "fastmlp_elementwise.h" nogil:
-    void fm_bias_sigmoid(float *a, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t lda,
-                         const float *W, Py_ssize_t ldw, float *bias)
-    void fm_mul_sigmoid_deriv(float *d, const float *a, Py_ssize_t n)
+    void fm_bias_act(float *a, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t lda,
+                     const float *W, Py_ssize_t ldw, float *bias, int kind)
+    void fm_mul_act_deriv(float *d, const float *a, Py_ssize_t n, int kind)
     double fm_update_row(float *w, float *v, float *G, Py_ssize_t part_stride,
                          int parts, Py_ssize_t n, float lr, float l2, float l1,
                          float mom)
@@ -148,6 +148,7 @@ cdef struct NetC:
     int *n_out     # outputs of each layer
     float **W      # (n_out, 1 + n_in) C-ordered weight matrices
     float **P      # packed W[:, 1:]^T per layer for fm_gemm_forward, or NULL
+    int hidden_act # activation kind of the hidden layers (output: sigmoid)
     Py_ssize_t *NP # packed width per layer
 
 
@@ -215,8 +216,19 @@ cdef inline int _ld(const float[:, :] M) noexcept:
 
 
 # --------------------------------------------------------- public kernels
-def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A_out):
-    """A_out := sigmoid(A_prev . W[:, 1:]^T + W[:, 0]).
+#: Hidden-layer activations (the output layer is always sigmoid).
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+
+
+cdef int _act_kind(str activation) except -1:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+    return ACTIVATIONS.index(activation)
+
+
+def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A_out,
+                  str activation="sigmoid"):
+    """A_out := act(A_prev . W[:, 1:]^T + W[:, 0]), act one of ACTIVATIONS.
 
     One sgemm into ``A_out`` (the bias column of ``W`` skipped through the
     leading dimension) and one fused pass adding the bias and applying the
@@ -227,6 +239,7 @@ def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A
     A_out  : (B, n_out) float32, C           # OUT
     """
     _check_weights("W", W)
+    cdef int kind = _act_kind(activation)
     cdef Py_ssize_t B = A_prev.shape[0], n_in = A_prev.shape[1], n_out = W.shape[0]
     _check_shape("W", (W.shape[0], W.shape[1]), (n_out, 1 + n_in))
     _check_shape("A_out", (A_out.shape[0], A_out.shape[1]), (B, n_out))
@@ -248,7 +261,7 @@ def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A
                            &A_prev[0, 0], lda, &W[0, 1], ldw, 0.0, &A_out[0, 0], <int>n_out)
         else:
             A_out[:, :] = 0.0
-        fm_bias_sigmoid(&A_out[0, 0], B, n_out, n_out, &W[0, 0], ldw, &bias[0])
+        fm_bias_act(&A_out[0, 0], B, n_out, n_out, &W[0, 0], ldw, &bias[0], kind)
 
 
 def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] delta_out,
@@ -281,7 +294,8 @@ def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] del
 
 
 def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
-                 const float[:, :] A, float[:, ::1] delta_out, tmp=None):
+                 const float[:, :] A, float[:, ::1] delta_out, tmp=None,
+                 str activation="sigmoid"):
     """delta_out := (delta_next . W_next[:, 1:]) * A * (1 - A).
 
     The fused sigmoid-derivative delta: one sgemm into ``delta_out`` (the bias
@@ -294,6 +308,7 @@ def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
     delta_out  : (B, n) float32, C                # OUT
     tmp        : unused; accepted for the twin's signature
     """
+    cdef int kind = _act_kind(activation)
     cdef Py_ssize_t B = delta_next.shape[0], n_next = delta_next.shape[1]
     cdef Py_ssize_t n = A.shape[1]
     _check_shape("W_next", (W_next.shape[0], W_next.shape[1]), (n_next, 1 + n))
@@ -312,18 +327,17 @@ def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
     cdef Py_ssize_t sa0 = A.strides[0] // sizeof(float), sa1 = A.strides[1] // sizeof(float)
     cdef const float *pa = &A[0, 0]
     cdef float *pd = &delta_out[0, 0]
-    cdef float a
+    cdef float[::1] col = np.empty(n if fa != b'N' else 1, np.float32)
     with nogil:
         _gemm_rowmajor(fd, b'N', <int>B, <int>n, <int>n_next, 1.0,
                        &delta_next[0, 0], ldd, &W_next[0, 1], ldw, 0.0, pd, <int>n)
-        if fa == b'N':
-            for i in range(B):
-                fm_mul_sigmoid_deriv(pd + i * n, pa + i * sa0, n)
-        else:
-            for i in range(B):
+        for i in range(B):
+            if fa == b'N':
+                fm_mul_act_deriv(pd + i * n, pa + i * sa0, n, kind)
+            else:                      # strided row of A: copy it first
                 for j in range(n):
-                    a = pa[i * sa0 + j * sa1]
-                    pd[i * n + j] = (pd[i * n + j] * a) * (1.0 - a)
+                    col[j] = pa[i * sa0 + j * sa1]
+                fm_mul_act_deriv(pd + i * n, &col[0], n, kind)
 
 
 def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, ::1] W,
@@ -462,7 +476,7 @@ def gather_rows(const float[:, ::1] X, const Py_ssize_t[::1] idx, float[:, ::1] 
 
 
 def predict_proba(const float[:, ::1] X, weights, float[:, ::1] out, Py_ssize_t block_rows=1024,
-                  n_threads=None):
+                  n_threads=None, str activation="sigmoid"):
     """out := network outputs for every row of X, in row blocks.
 
     X       : (n, n_in) float32, C                  # IN
@@ -473,7 +487,7 @@ def predict_proba(const float[:, ::1] X, weights, float[:, ::1] out, Py_ssize_t 
     thread owns two ping-pong buffers, allocated once per call.  BLAS must be
     limited to one thread when ``n_threads`` > 1.
     """
-    cdef _Net net = _Net(weights, X.shape[1])
+    cdef _Net net = _Net(weights, X.shape[1], False, activation)
     cdef Py_ssize_t n = X.shape[0], K = net.n_out[net.L - 1]
     _check_shape("out", (out.shape[0], out.shape[1]), (n, K))
     if block_rows < 1:
@@ -556,7 +570,8 @@ cdef inline void _forward(const NetC *net, Py_ssize_t l, const float *A_prev, Py
     else:
         _gemm_rowmajor(b'N', b'T', <int>rows, n_out, n_in, 1.0, A_prev, n_in,
                        net.W[l] + 1, n_in + 1, 0.0, A_out, n_out)
-    fm_bias_sigmoid(A_out, rows, n_out, n_out, net.W[l], n_in + 1, scratch)
+    fm_bias_act(A_out, rows, n_out, n_out, net.W[l], n_in + 1, scratch,
+                0 if l == net.L - 1 else net.hidden_act)
 
 
 # ------------------------------------------------------------ the network
@@ -573,7 +588,8 @@ cdef class _Net:
     cdef Py_ssize_t *NP
     cdef object _packed
 
-    def __cinit__(self, weights, Py_ssize_t n_in0, bint writable=False):
+    def __cinit__(self, weights, Py_ssize_t n_in0, bint writable=False,
+                  str activation="sigmoid"):
         weights = list(weights)
         if not weights:
             raise ValueError("weights: need at least one weight matrix")
@@ -620,6 +636,7 @@ cdef class _Net:
         self.c.W = self.W
         self.c.P = NULL
         self.c.NP = NULL
+        self.c.hidden_act = _act_kind(activation)
         self.P = NULL
         self.NP = NULL
 
@@ -717,7 +734,7 @@ cdef class CompiledBackend:
     cdef public str name
 
     def __cinit__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
-                  n_threads=None, chunk_rows=256, input_scaling=None):
+                  n_threads=None, chunk_rows=256, input_scaling=None, activation="sigmoid"):
         self.name = "compiled"
         if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous \
                 or X.dtype not in (np.float32, np.uint8, np.float64):
@@ -738,7 +755,7 @@ cdef class CompiledBackend:
         else:
             Xd = X
             self.X, self.x_kind = <const void *>&Xd[0, 0], 2
-        self.net = _Net(weights, X.shape[1], True)
+        self.net = _Net(weights, X.shape[1], True, activation)
         cdef int L = self.net.L, l
         cdef Py_ssize_t K = self.net.n_out[L - 1]
         if Y.shape != (X.shape[0], K):
@@ -966,8 +983,9 @@ cdef class CompiledBackend:
                 _gemm_rowmajor(b'N', b'N', <int>rows, n_in, n_out, 1.0,
                                self.D[l] + s * _r16(CH * n_out), n_out, self.net.W[l] + 1, n_in + 1,
                                0.0, self.D[l - 1] + s * _r16(CH * n_in), n_in)
-                fm_mul_sigmoid_deriv(self.D[l - 1] + s * _r16(CH * n_in),
-                                     self.A[l - 1] + s * _r16(CH * n_in), rows * n_in)
+                fm_mul_act_deriv(self.D[l - 1] + s * _r16(CH * n_in),
+                                 self.A[l - 1] + s * _r16(CH * n_in), rows * n_in,
+                                 self.net.c.hidden_act)
             if s == 0:
                 t1 = _now(); self.phase[2] += t1 - t0; t0 = t1
             # this chunk's share of the slice's partial gradient

@@ -120,6 +120,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     hidden_layer_sizes : tuple of int, default (70, 30)
         Nodes per hidden layer; input and output sizes come from the data.
         Seeds: ``ay_nodes_layers = [0, 70, 30, 0]``.
+    activation : {"sigmoid", "tanh", "relu"}, default "sigmoid"
+        Activation of the hidden layers (the output layer is sigmoid with
+        LogLoss).  Each derivative is taken from the layer's output A:
+        A (1 - A), 1 - A^2, [A > 0].  Seeds: ``my_activation_function``.
     epochs : int, default 35
         Seeds: ``n_epochs``.
     batch_size : int, default 500
@@ -194,12 +198,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Rate used in the last epoch.
     """
 
-    def __init__(self, hidden_layer_sizes=(70, 30), *, epochs=35, batch_size=500,
+    def __init__(self, hidden_layer_sizes=(70, 30), *, activation="sigmoid", epochs=35,
+                 batch_size=500,
                  learning_rate=0.001, lr_decay=1e-6, momentum=5e-5, l2=0.01,
                  l1=0.0, init_factor=2.0, shuffle=True, scaling="standard",
                  train_accuracy="batch", eval_period=1, backend="compiled",
                  n_threads=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -244,6 +250,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                         TRAIN_ACC_KINDS),
             eval_period=check_positive_int("eval_period", self.eval_period),
             scaling=check_choice("scaling", self.scaling, SCALINGS),
+            activation=check_choice("activation", self.activation,
+                                    _numpy_backend.ACTIVATIONS),
             backend=check_choice("backend", self.backend, BACKENDS),
         )
         if self.n_threads is not None:
@@ -414,7 +422,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         with threadpool_limits(limits=blas, user_api="blas"):
             trainer = mod.Backend(src, Y, self.coefs_, self._velocities, batch,
                                   p["l2"], p["l1"], p["momentum"], slices,
-                                  input_scaling=(self.mean_, self.scale_))
+                                  input_scaling=(self.mean_, self.scale_),
+                                  activation=p["activation"])
             Xs_full = None       # the scaled training set, made if "full" asks
             costs = np.empty(n_batches)
             regs = np.empty(n_batches)
@@ -474,8 +483,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Network outputs for standardised rows (threads as the caller set them)."""
         out = np.empty((Xs.shape[0], len(self.classes_)), np.float32)
         slices, _ = _thread_plan(self._params["backend"], self._params["n_threads"])
-        _backend_module(self._params["backend"]).predict_proba(Xs, self.coefs_, out,
-                                                               n_threads=slices)
+        _backend_module(self._params["backend"]).predict_proba(
+            Xs, self.coefs_, out, n_threads=slices, activation=self._params["activation"])
         return out
 
     def _accuracy(self, Xs, y_idx):
@@ -520,12 +529,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         A = [Xs] + [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
         D = [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
         T = [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
+        act, last = self._params["activation"], len(self.coefs_) - 1
         for l, W in enumerate(self.coefs_):
-            mod.forward_layer(A[l], W, A[l + 1])
+            mod.forward_layer(A[l], W, A[l + 1], "sigmoid" if l == last else act)
         cost, _ = mod.output_delta(A[-1], Y, D[-1], T[-1])
         reg = sum(mod.regularization_cost(W, l2, l1) for W in self.coefs_)
         for l in range(len(self.coefs_) - 1, 0, -1):
-            mod.hidden_delta(D[l], self.coefs_[l], A[l], D[l - 1], T[l - 1])
+            mod.hidden_delta(D[l], self.coefs_[l], A[l], D[l - 1], T[l - 1], act)
         grads = []
         for l, W in enumerate(self.coefs_):
             Wc, prev = W.copy(), np.zeros_like(W)

@@ -50,8 +50,12 @@ _TINY = np.float32(np.finfo(np.float32).tiny)
 PHASES = ("gather", "forward", "backward", "gradient", "update")
 
 
-def forward_layer(A_prev, W, A_out):
-    """A_out := sigmoid(A_prev . W[:, 1:]^T + W[:, 0]).
+#: Hidden-layer activations; each derivative is computed from the output A.
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+
+
+def forward_layer(A_prev, W, A_out, activation="sigmoid"):
+    """A_out := act(A_prev . W[:, 1:]^T + W[:, 0]), act one of ACTIVATIONS.
 
     A_prev : (B, n_in) float32          # IN
     W      : (n_out, 1 + n_in) float32  # IN
@@ -59,7 +63,14 @@ def forward_layer(A_prev, W, A_out):
     """
     np.matmul(A_prev, W[:, 1:].T, out=A_out)
     A_out += W[:, 0]
-    expit(A_out, out=A_out)
+    if activation == "sigmoid":
+        expit(A_out, out=A_out)
+    elif activation == "tanh":
+        np.tanh(A_out, out=A_out)
+    elif activation == "relu":
+        np.maximum(A_out, 0.0, out=A_out)
+    else:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
 
 
 def output_delta(A_L, Y, delta_out, tmp):
@@ -86,12 +97,12 @@ def output_delta(A_L, Y, delta_out, tmp):
     return cost, correct
 
 
-def hidden_delta(delta_next, W_next, A, delta_out, tmp):
-    """delta_out := (delta_next . W_next[:, 1:]) * A * (1 - A).
+def hidden_delta(delta_next, W_next, A, delta_out, tmp, activation="sigmoid"):
+    """delta_out := (delta_next . W_next[:, 1:]) * act'(A).
 
-    The sigmoid-derivative delta: the derivative comes from the forward
-    output ``A`` (sigmoid(Z) is never recomputed) and the bias column of
-    ``W_next`` is skipped by slicing.
+    The derivative comes from the forward output ``A`` (the activation is
+    never recomputed from Z): sigmoid A (1 - A), tanh 1 - A^2, relu [A > 0].
+    The bias column of ``W_next`` is skipped by slicing.
 
     delta_next : (B, n_next) float32         # IN
     W_next     : (n_next, 1 + n) float32     # IN
@@ -100,9 +111,19 @@ def hidden_delta(delta_next, W_next, A, delta_out, tmp):
     tmp        : (B, n) float32 scratch      # OUT (clobbered)
     """
     np.matmul(delta_next, W_next[:, 1:], out=delta_out)
-    np.subtract(1.0, A, out=tmp)
-    delta_out *= A
-    delta_out *= tmp
+    if activation == "sigmoid":
+        np.subtract(1.0, A, out=tmp)
+        delta_out *= A
+        delta_out *= tmp
+    elif activation == "tanh":
+        np.multiply(A, A, out=tmp)
+        np.subtract(1.0, tmp, out=tmp)
+        delta_out *= tmp
+    elif activation == "relu":
+        np.greater(A, 0.0, out=tmp)      # 1.0 where A > 0, else 0.0
+        delta_out *= tmp
+    else:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
 
 
 def regularization_cost(W, l2, l1):
@@ -154,7 +175,7 @@ def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp
         prev[...] = dw
 
 
-def predict_proba(X, weights, out, block_rows=4096, n_threads=None):
+def predict_proba(X, weights, out, block_rows=4096, n_threads=None, activation="sigmoid"):
     """out := network outputs for every row of X, computed in row blocks.
 
     X       : (n, n_in) float32                     # IN
@@ -173,7 +194,7 @@ def predict_proba(X, weights, out, block_rows=4096, n_threads=None):
         A = X[s:e]
         for W, buf in zip(weights[:-1], bufs):
             nxt = buf[: e - s]
-            forward_layer(A, W, nxt)
+            forward_layer(A, W, nxt, activation)
             A = nxt
         forward_layer(A, weights[-1], out[s:e])
     return out
@@ -202,7 +223,10 @@ class NumpyBackend:
     name = "numpy"
 
     def __init__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
-                 n_threads=None, input_scaling=None):
+                 n_threads=None, input_scaling=None, activation="sigmoid"):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+        self.activation = activation
         if input_scaling is not None:
             # the seeds' form: one scaled float32 copy of the whole training set
             mean, scale = input_scaling
@@ -241,8 +265,9 @@ class NumpyBackend:
         A = [Xb] + [a[:b] for a in self._A]
         D = [d[:b] for d in self._D]
         T = [t[:b] for t in self._T]
+        last = len(Ws) - 1
         for l, W in enumerate(Ws):
-            forward_layer(A[l], W, A[l + 1])
+            forward_layer(A[l], W, A[l + 1], "sigmoid" if l == last else self.activation)
         t2 = perf_counter()
         cost, correct = output_delta(A[-1], Yb, D[-1], T[-1])
         reg = 0.0
@@ -250,7 +275,7 @@ class NumpyBackend:
             for W in Ws:
                 reg += regularization_cost(W, self.l2, self.l1)
         for l in range(len(Ws) - 1, 0, -1):
-            hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1])
+            hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1], self.activation)
         t3 = perf_counter()
         for l, W in enumerate(Ws):
             gradient_update(D[l], A[l], W, self.velocities[l], lr, self.l2,

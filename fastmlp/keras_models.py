@@ -121,21 +121,24 @@ class KerasTwin:
     mean, scale : arrays or None                 fastmlp's input scaling
     l2, l1, momentum : float                     fastmlp's hyperparameters
 
-    ``model`` is a ``keras.Sequential`` of sigmoid Dense layers whose kernel
+    ``model`` is a ``keras.Sequential`` of Dense layers (``activation`` in the
+    hidden layers, sigmoid at the output) whose kernel
     is ``W[:, 1:].T`` and bias ``W[:, 0]``.  The loss is fastmlp's: binary
     cross-entropy summed over outputs and samples plus ``l2/2 sum W^2 + l1
     sum |W|`` over the kernels, and :meth:`train_step` applies fastmlp's
     momentum rule ``W -= lr G + momentum dW_prev`` with plain TensorFlow ops.
     """
 
-    def __init__(self, weights, mean=None, scale=None, l2=0.0, l1=0.0, momentum=0.0):
+    def __init__(self, weights, mean=None, scale=None, l2=0.0, l1=0.0, momentum=0.0,
+                 activation="sigmoid"):
         tf = _tf()
         self._tf = tf
         keras = tf.keras
         weights = [np.asarray(W, np.float32) for W in weights]
         layers = [keras.Input((weights[0].shape[1] - 1,))]
-        for W in weights:
-            layers.append(keras.layers.Dense(W.shape[0], activation="sigmoid"))
+        for i, W in enumerate(weights):
+            act = "sigmoid" if i == len(weights) - 1 else activation
+            layers.append(keras.layers.Dense(W.shape[0], activation=act))
         self.model = keras.Sequential(layers)
         for layer, W in zip(self.model.layers, weights):
             layer.set_weights([np.ascontiguousarray(W[:, 1:].T), W[:, 0].copy()])
@@ -213,4 +216,4 @@ def keras_twin(model):
     if not hasattr(model, "coefs_"):
         raise ValueError("keras_twin needs a fitted MLPClassifier")
     return KerasTwin(model.coefs_, model.mean_, model.scale_, l2=model.l2, l1=model.l1,
-                     momentum=model.momentum)
+                     momentum=model.momentum, activation=model.activation)

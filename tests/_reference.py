@@ -11,19 +11,23 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def forward(weights, X):
-    """List of layer outputs [X, A_1, ..., A_L] in float64."""
+ACT = {"sigmoid": sigmoid, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0.0)}
+
+
+def forward(weights, X, activation="sigmoid"):
+    """List of layer outputs [X, A_1, ..., A_L] in float64 (sigmoid output)."""
     A = [np.asarray(X, np.float64)]
-    for W in weights:
+    for i, W in enumerate(weights):
         W = np.asarray(W, np.float64)
         ones = np.ones((A[-1].shape[0], 1))
-        A.append(sigmoid(np.hstack([ones, A[-1]]) @ W.T))
+        act = sigmoid if i == len(weights) - 1 else ACT[activation]
+        A.append(act(np.hstack([ones, A[-1]]) @ W.T))
     return A
 
 
-def loss(weights, X, Y, l2=0.0, l1=0.0):
+def loss(weights, X, Y, l2=0.0, l1=0.0, activation="sigmoid"):
     """LogLoss summed over outputs and samples, plus the regularisation."""
-    a = forward(weights, X)[-1]
+    a = forward(weights, X, activation)[-1]
     Y = np.asarray(Y, np.float64)
     data = -np.sum(Y * np.log(a) + (1.0 - Y) * np.log(1.0 - a))
     reg = 0.0
@@ -33,7 +37,7 @@ def loss(weights, X, Y, l2=0.0, l1=0.0):
     return data, reg
 
 
-def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6):
+def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6, activation="sigmoid"):
     """Central finite differences of loss() for every weight, float64."""
     weights = [np.array(W, np.float64) for W in weights]
     grads = []
@@ -42,9 +46,9 @@ def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6):
         for idx in np.ndindex(W.shape):
             old = W[idx]
             W[idx] = old + eps
-            up = sum(loss(weights, X, Y, l2, l1))
+            up = sum(loss(weights, X, Y, l2, l1, activation))
             W[idx] = old - eps
-            down = sum(loss(weights, X, Y, l2, l1))
+            down = sum(loss(weights, X, Y, l2, l1, activation))
             W[idx] = old
             G[idx] = (up - down) / (2 * eps)
         grads.append(G)

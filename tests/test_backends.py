@@ -21,14 +21,16 @@ def _both_gemm_paths(gemm_path):
 
 
 
-def make_pair(layers, n, B, l2, l1, mom, seed, n_threads, chunk_rows=256):
+def make_pair(layers, n, B, l2, l1, mom, seed, n_threads, chunk_rows=256,
+              activation="sigmoid"):
     weights, X, Y = random_problem(layers, batch=n, seed=seed)
     pair = []
     for mod, T in ((nb, None), (ck, n_threads)):
         Ws = [W.copy() for W in weights]
         Vs = [np.zeros_like(W) for W in weights]
         extra = {"chunk_rows": chunk_rows} if mod is ck else {}
-        pair.append((mod.Backend(X, Y, Ws, Vs, B, l2, l1, mom, T, **extra), Ws, Vs))
+        pair.append((mod.Backend(X, Y, Ws, Vs, B, l2, l1, mom, T, activation=activation,
+                                 **extra), Ws, Vs))
     return pair
 
 
@@ -57,6 +59,22 @@ def test_one_epoch_same_weights(layers, l2, l1, n_threads, chunk_rows):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6, err_msg=f"W[{l}]")
     for l, (a, b) in enumerate(zip(Vn, Vc)):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-7, err_msg=f"V[{l}]")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_one_epoch_same_weights_other_activations(activation, n_threads):
+    n, B = 600, 97
+    (nbk, Wn, _), (cbk, Wc, _) = make_pair((30, 20, 15, 5), n, B, 0.01, 0.001, 0.3, 5,
+                                           n_threads, 32, activation)
+    order = np.random.default_rng(4).permutation(n)
+    with threadpool_limits(1, user_api="blas"):
+        for s in range(0, n, B):
+            cn = nbk.train_batch(order[s:s + B], 0.005)[0]
+            cc = cbk.train_batch(order[s:s + B], 0.005)[0]
+            assert cc == pytest.approx(cn, rel=1e-4)
+    for l, (a, b) in enumerate(zip(Wn, Wc)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6, err_msg=f"W[{l}]")
 
 
 def test_single_slice_step_equals_numpy_closely():

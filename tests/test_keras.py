@@ -59,9 +59,10 @@ def test_seed_mlp_is_the_seeds_model():
     assert X.max() == 1.0 and Y.sum() == 3 and Y[1, 3] == 1.0
 
 
-def model_with_weights(weights, l2, l1, backend, X, y):
+def model_with_weights(weights, l2, l1, backend, X, y, activation="sigmoid"):
     """A fitted-looking MLPClassifier carrying exactly these weights."""
     m = MLPClassifier(hidden_layer_sizes=tuple(W.shape[0] for W in weights[:-1]),
+                      activation=activation,
                       epochs=1, batch_size=len(X), learning_rate=1e-30, lr_decay=0.0,
                       momentum=0.0, l2=l2, l1=l1, backend=backend, scaling="none",
                       random_state=0)
@@ -72,13 +73,14 @@ def model_with_weights(weights, l2, l1, backend, X, y):
 
 @pytest.mark.parametrize("backend", ["compiled", "numpy"])
 @pytest.mark.parametrize("l2,l1", [(0.0, 0.0), (0.05, 0.0), (0.05, 0.02)])
-def test_gradients_equal_gradient_tape(backend, l2, l1):
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_gradients_equal_gradient_tape(backend, l2, l1, activation):
     layers = (20, 12, 8, 4)
     weights, X, Y = random_problem(layers, batch=64, seed=5)
     y = Y.argmax(axis=1)
-    m = model_with_weights(weights, l2, l1, backend, X, y)
+    m = model_with_weights(weights, l2, l1, backend, X, y, activation)
     cost, reg, grads = m.loss_and_gradients(X, y)
-    twin = KerasTwin(weights, l2=l2, l1=l1)
+    twin = KerasTwin(weights, l2=l2, l1=l1, activation=activation)
     t_cost, t_reg, t_grads = twin.gradients(X, Y)
     assert cost == pytest.approx(t_cost, rel=1e-4)
     assert reg == pytest.approx(t_reg, rel=1e-4, abs=1e-8)

@@ -26,14 +26,18 @@ def rand(shape, low=-1.0, high=1.0, order="C"):
                                         (129, 70, 30)])
 @pytest.mark.parametrize("order_d", ["C", "F"])
 @pytest.mark.parametrize("order_a", ["C", "F"])
-def test_hidden_delta_matches_numpy(B, n_next, n, order_d, order_a):
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_hidden_delta_matches_numpy(B, n_next, n, order_d, order_a, activation):
     delta_next = rand((B, n_next), order=order_d)
     W_next = rand((n_next, 1 + n))
-    A = rand((B, n), 0.0, 1.0, order=order_a)
+    low = {"sigmoid": 0.0, "tanh": -1.0, "relu": -0.5}[activation]
+    A = rand((B, n), low, 1.0, order=order_a)
+    if activation == "relu":
+        A = np.maximum(A, 0.0)                  # outputs of a relu are >= 0
     want = np.empty((B, n), np.float32)
-    nb.hidden_delta(delta_next, W_next, A, want, np.empty_like(want))
+    nb.hidden_delta(delta_next, W_next, A, want, np.empty_like(want), activation)
     got = np.full((B, n), np.nan, np.float32)
-    ck.hidden_delta(delta_next, W_next, A, got)
+    ck.hidden_delta(delta_next, W_next, A, got, None, activation)
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-6)
 
 
@@ -94,17 +98,40 @@ def test_hidden_delta_rejects_wrong_dtype_and_layout_of_output():
 @pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (7, 5, 3), (37, 23, 11), (129, 784, 70),
                                          (500, 30, 10)])
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_forward_layer_matches_numpy(B, n_in, n_out, order):
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_forward_layer_matches_numpy(B, n_in, n_out, order, activation):
     A = rand((B, n_in), -2, 2, order=order)
     W = rand((n_out, 1 + n_in), -0.5, 0.5)
     want = np.empty((B, n_out), np.float32)
-    nb.forward_layer(A, W, want)
+    nb.forward_layer(A, W, want, activation)
     got = np.full((B, n_out), np.nan, np.float32)
-    ck.forward_layer(A, W, got)
-    # a sum of n_in float32 products in another order: the error scales with
-    # sum |a w| (up to ~20 for n_in = 784), not with the sigmoid's output
-    atol = 1e-7 * max(1.0, np.sqrt(n_in))
+    ck.forward_layer(A, W, got, activation)
+    # a sum of n_in float32 products in another order: its rounding error is
+    # bounded by a few ulps of sum |a w|, not by the activation's output
+    scale = (np.abs(A).astype(np.float64) @ np.abs(W[:, 1:]).T.astype(np.float64)).max()
+    atol = max(1e-7, 4 * np.finfo(np.float32).eps * scale)
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol)
+
+
+def test_tanh_and_relu_are_safe_for_any_float32():
+    z = np.concatenate([np.linspace(-60, 60, 12001, dtype=np.float32),
+                        np.array([-3.4e38, -1e10, 1e10, 3.4e38, 0.0, -0.0, 1e-30, -1e-30,
+                                  1e-4, -1e-4], np.float32)])
+    W = np.zeros((z.size, 2), np.float32)
+    W[:, 0] = z
+    got = np.empty((1, z.size), np.float32)
+    with np.errstate(all="raise"):
+        ck.forward_layer(np.zeros((1, 1), np.float32), W, got, "tanh")
+    np.testing.assert_allclose(got[0], np.tanh(z.astype(np.float64)), rtol=1e-5, atol=2e-7)
+    assert got[0].max() == 1.0 and got[0].min() == -1.0
+    ck.forward_layer(np.zeros((1, 1), np.float32), W, got, "relu")
+    np.testing.assert_array_equal(got[0], np.maximum(z, 0))
+    W[0, 0] = np.nan
+    for act in ("tanh", "relu"):
+        ck.forward_layer(np.zeros((1, 1), np.float32), W, got, act)
+        assert np.isnan(got[0, 0]), act
+    with pytest.raises(ValueError, match="unknown activation"):
+        ck.forward_layer(np.zeros((1, 1), np.float32), W, got, "swish")
 
 
 def test_sigmoid_is_safe_for_any_float32():

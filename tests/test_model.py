@@ -273,6 +273,7 @@ def test_last_batch_holds_the_remainder(digits, small):
     (dict(train_accuracy="sometimes"), "train_accuracy"),
     (dict(eval_period=0), "eval_period"),
     (dict(scaling="robust"), "scaling"),
+    (dict(activation="swish"), "activation"),
 ])
 def test_bad_parameters_are_named(digits, kw, match, small):
     (X, y), _ = digits
@@ -325,3 +326,11 @@ def test_package_metadata():
     info = fastmlp.build_info()
     assert info["compiled"] is True, info
     assert isinstance(info["openmp"], bool) and info["max_threads"] >= 1
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_other_hidden_activations_learn(digits, small, activation):
+    (X, y), (Xt, yt) = digits
+    m = small(activation=activation, epochs=8, learning_rate=0.01).fit(X, y)
+    assert m.score(Xt, yt) > 0.8
+    assert m.predict_outputs(Xt).min() >= 0.0     # the output layer stays sigmoid
