@@ -79,8 +79,30 @@ static inline float fm_tanh(float z)
 /* relu(z) = max(z, 0), written so that NaN stays NaN. */
 static inline float fm_relu(float z) { return (z < 0.0f) ? 0.0f : z; }
 
-/* Activation kinds, as numbered in the Cython module. */
-enum { FM_SIGMOID = 0, FM_TANH = 1, FM_RELU = 2 };
+/* Activation kinds, as numbered in the Cython module (softmax: output only). */
+enum { FM_SIGMOID = 0, FM_TANH = 1, FM_RELU = 2, FM_SOFTMAX = 3 };
+
+/* Each row of K values := softmax of the row, shifted by its maximum so that
+ * no exponential overflows; exponents below -87 count as e^-87.  A NaN
+ * anywhere in a row makes the whole row NaN. */
+static inline void fm_softmax_rows(float *a, ptrdiff_t rows, ptrdiff_t K)
+{
+    for (ptrdiff_t i = 0; i < rows; ++i) {
+        float *r = a + i * K;
+        float m = r[0];
+        for (ptrdiff_t k = 1; k < K; ++k)
+            m = (r[k] > m) ? r[k] : m;
+        float sum = 0.0f;
+        for (ptrdiff_t k = 0; k < K; ++k) {
+            float t = r[k] - m;
+            t = (t < -87.0f) ? -87.0f : t;
+            r[k] = fm_exp_reduced(t);
+            sum = sum + r[k];
+        }
+        for (ptrdiff_t k = 0; k < K; ++k)
+            r[k] = r[k] / sum;
+    }
+}
 
 /* a[i] := act(a[i]) over n contiguous values. */
 FM_CLONES static void fm_act_inplace(float *restrict a, ptrdiff_t n, int kind)
@@ -134,6 +156,13 @@ static inline void fm_bias_act(float *a, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t 
 {
     for (ptrdiff_t j = 0; j < n; ++j)
         bias[j] = W[j * ldw];
+    if (kind == FM_SOFTMAX) {
+        for (ptrdiff_t i = 0; i < rows; ++i) {
+            fm_add_row(a + i * lda, bias, n);
+            fm_softmax_rows(a + i * lda, 1, n);
+        }
+        return;
+    }
     if (lda == n) {
         for (ptrdiff_t i = 0; i < rows; ++i)
             fm_add_row(a + i * n, bias, n);
@@ -248,13 +277,16 @@ static inline void fm_update_bias(float *w, float *v, float *gb, ptrdiff_t part_
     gb[0] = dw;
 }
 
-/* Output layer of sigmoid + LogLoss for rows of K outputs:
+/* Output layer of sigmoid + LogLoss (softmax = 0) or softmax + categorical
+ * cross-entropy (softmax = 1, cost -log a_label only) for rows of K outputs;
+ * for sigmoid + LogLoss:
  *   delta = a - onehot(label);  cost += -log(a_label) - sum_{k != label} log(1 - a_k)
  * (arguments of log clipped at the smallest normal float, like the twin),
  * and counts rows whose first maximum is at the label.
  * Returns the cost in double; *correct is incremented. */
 static inline double fm_output_delta(const float *a, const int32_t *labels, float *delta,
-                                     ptrdiff_t rows, ptrdiff_t K, long *correct)
+                                     ptrdiff_t rows, ptrdiff_t K, long *correct,
+                                     int softmax)
 {
     const float tiny = 1.17549435e-38f;
     double cost = 0.0;
@@ -266,9 +298,11 @@ static inline double fm_output_delta(const float *a, const int32_t *labels, floa
         for (ptrdiff_t k = 0; k < K; ++k) {
             float t = (k == y) ? 1.0f : 0.0f;
             di[k] = ai[k] - t;
-            float p = (k == y) ? ai[k] : 1.0f - ai[k];
-            p = (p < tiny) ? tiny : p;
-            cost -= (double)logf(p);
+            if (k == y || !softmax) {      /* cross-entropy: only the target term */
+                float p = (k == y) ? ai[k] : 1.0f - ai[k];
+                p = (p < tiny) ? tiny : p;
+                cost -= (double)logf(p);
+            }
             if (ai[k] > ai[best])
                 best = k;
         }

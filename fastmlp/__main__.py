@@ -27,7 +27,7 @@ import numpy as np
 from . import __version__, build_info, datasets
 from ._io import ModelFileError, load
 from ._mlp import BACKENDS, SCALINGS, TRAIN_ACC_KINDS, MLPClassifier, format_epoch
-from ._numpy_backend import ACTIVATIONS
+from ._numpy_backend import ACTIVATIONS, OUTPUTS
 
 
 class UserError(Exception):
@@ -92,7 +92,7 @@ class Progress:
 def _train(args):
     (X, y), (Xt, yt) = _load_dataset(args.dataset)
     model = MLPClassifier(
-        args.hidden, activation=args.activation, epochs=args.epochs, batch_size=args.batch_size,
+        args.hidden, activation=args.activation, output=args.output_layer, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, lr_decay=args.lr_decay, momentum=args.momentum,
         l2=args.l2, l1=args.l1, init_factor=args.init_factor, shuffle=not args.no_shuffle,
         scaling=args.scaling, train_accuracy=args.train_accuracy,
@@ -219,6 +219,8 @@ def _parser():
                        help=f"(default: {getattr(d, name)})")
     t.add_argument("--activation", choices=ACTIVATIONS, default=d.activation,
                    help="hidden-layer activation (default: sigmoid)")
+    t.add_argument("--output-layer", choices=OUTPUTS, default=d.output,
+                   help="sigmoid + LogLoss or softmax + cross-entropy (default: sigmoid)")
     t.add_argument("--scaling", choices=SCALINGS, default=d.scaling,
                    help="input scaling from training statistics (default: standard)")
     t.add_argument("--train-accuracy", choices=TRAIN_ACC_KINDS, default=d.train_accuracy,

@@ -72,7 +72,7 @@ cdef extern from "fastmlp_elementwise.h" nogil:
     void fm_column_sums(float *gb, const float *d, Py_ssize_t rows, Py_ssize_t K,
                         int accumulate)
     double fm_output_delta(const float *a, const int32_t *labels, float *delta,
-                           Py_ssize_t rows, Py_ssize_t K, long *correct)
+                           Py_ssize_t rows, Py_ssize_t K, long *correct, int softmax)
     void fm_gather_scale_u8(float *out, const unsigned char *X, const Py_ssize_t *idx,
                             Py_ssize_t rows, Py_ssize_t n, const float *mean,
                             const float *scale)
@@ -148,7 +148,8 @@ cdef struct NetC:
     int *n_out     # outputs of each layer
     float **W      # (n_out, 1 + n_in) C-ordered weight matrices
     float **P      # packed W[:, 1:]^T per layer for fm_gemm_forward, or NULL
-    int hidden_act # activation kind of the hidden layers (output: sigmoid)
+    int hidden_act # activation kind of the hidden layers
+    int out_act    # of the output layer: sigmoid (0) or softmax (3)
     Py_ssize_t *NP # packed width per layer
 
 
@@ -216,14 +217,22 @@ cdef inline int _ld(const float[:, :] M) noexcept:
 
 
 # --------------------------------------------------------- public kernels
-#: Hidden-layer activations (the output layer is always sigmoid).
+#: Hidden-layer activations; the output layer is sigmoid or softmax.
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OUTPUTS = ("sigmoid", "softmax")
+_KINDS = ("sigmoid", "tanh", "relu", "softmax")
 
 
 cdef int _act_kind(str activation) except -1:
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
-    return ACTIVATIONS.index(activation)
+    if activation not in _KINDS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {_KINDS}")
+    return _KINDS.index(activation)
+
+
+cdef int _out_kind(str output) except -1:
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; choose one of {OUTPUTS}")
+    return _KINDS.index(output)
 
 
 def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A_out,
@@ -265,7 +274,7 @@ def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A
 
 
 def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] delta_out,
-                 tmp=None):
+                 tmp=None, str output="sigmoid"):
     """delta_out := A_L - Y; return (LogLoss summed over the batch, n correct).
 
     A_L       : (B, K) float32, C, sigmoid outputs     # IN
@@ -277,6 +286,7 @@ def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] del
     clipped at the smallest normal float32; a sample is correct when the first
     maximum of its outputs is at its target class.
     """
+    cdef int softmax = _out_kind(output) == 3
     cdef Py_ssize_t B = A_L.shape[0], K = A_L.shape[1]
     _check_shape("Y", (Y.shape[0], Y.shape[1]), (B, K))
     _check_shape("delta_out", (delta_out.shape[0], delta_out.shape[1]), (B, K))
@@ -289,7 +299,8 @@ def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] del
     if B == 0:
         return 0.0, 0
     with nogil:
-        cost = fm_output_delta(&A_L[0, 0], &labels[0], &delta_out[0, 0], B, K, &correct)
+        cost = fm_output_delta(&A_L[0, 0], &labels[0], &delta_out[0, 0], B, K, &correct,
+                               softmax)
     return cost, correct
 
 
@@ -476,7 +487,7 @@ def gather_rows(const float[:, ::1] X, const Py_ssize_t[::1] idx, float[:, ::1] 
 
 
 def predict_proba(const float[:, ::1] X, weights, float[:, ::1] out, Py_ssize_t block_rows=1024,
-                  n_threads=None, str activation="sigmoid"):
+                  n_threads=None, str activation="sigmoid", str output="sigmoid"):
     """out := network outputs for every row of X, in row blocks.
 
     X       : (n, n_in) float32, C                  # IN
@@ -487,7 +498,7 @@ def predict_proba(const float[:, ::1] X, weights, float[:, ::1] out, Py_ssize_t 
     thread owns two ping-pong buffers, allocated once per call.  BLAS must be
     limited to one thread when ``n_threads`` > 1.
     """
-    cdef _Net net = _Net(weights, X.shape[1], False, activation)
+    cdef _Net net = _Net(weights, X.shape[1], False, activation, output)
     cdef Py_ssize_t n = X.shape[0], K = net.n_out[net.L - 1]
     _check_shape("out", (out.shape[0], out.shape[1]), (n, K))
     if block_rows < 1:
@@ -571,7 +582,7 @@ cdef inline void _forward(const NetC *net, Py_ssize_t l, const float *A_prev, Py
         _gemm_rowmajor(b'N', b'T', <int>rows, n_out, n_in, 1.0, A_prev, n_in,
                        net.W[l] + 1, n_in + 1, 0.0, A_out, n_out)
     fm_bias_act(A_out, rows, n_out, n_out, net.W[l], n_in + 1, scratch,
-                0 if l == net.L - 1 else net.hidden_act)
+                net.out_act if l == net.L - 1 else net.hidden_act)
 
 
 # ------------------------------------------------------------ the network
@@ -589,7 +600,7 @@ cdef class _Net:
     cdef object _packed
 
     def __cinit__(self, weights, Py_ssize_t n_in0, bint writable=False,
-                  str activation="sigmoid"):
+                  str activation="sigmoid", str output="sigmoid"):
         weights = list(weights)
         if not weights:
             raise ValueError("weights: need at least one weight matrix")
@@ -636,7 +647,10 @@ cdef class _Net:
         self.c.W = self.W
         self.c.P = NULL
         self.c.NP = NULL
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
         self.c.hidden_act = _act_kind(activation)
+        self.c.out_act = _out_kind(output)
         self.P = NULL
         self.NP = NULL
 
@@ -734,7 +748,8 @@ cdef class CompiledBackend:
     cdef public str name
 
     def __cinit__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
-                  n_threads=None, chunk_rows=256, input_scaling=None, activation="sigmoid"):
+                  n_threads=None, chunk_rows=256, input_scaling=None, activation="sigmoid",
+                  output="sigmoid"):
         self.name = "compiled"
         if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous \
                 or X.dtype not in (np.float32, np.uint8, np.float64):
@@ -755,7 +770,7 @@ cdef class CompiledBackend:
         else:
             Xd = X
             self.X, self.x_kind = <const void *>&Xd[0, 0], 2
-        self.net = _Net(weights, X.shape[1], True, activation)
+        self.net = _Net(weights, X.shape[1], True, activation, output)
         cdef int L = self.net.L, l
         cdef Py_ssize_t K = self.net.n_out[L - 1]
         if Y.shape != (X.shape[0], K):
@@ -976,7 +991,8 @@ cdef class CompiledBackend:
             # output delta, cost and accuracy of the chunk
             self.slice_cost[8 * s] += fm_output_delta(self.A[L - 1] + s * _r16(CH * K), labs,
                                                   self.D[L - 1] + s * _r16(CH * K), rows, K,
-                                                  &self.slice_correct[8 * s])
+                                                  &self.slice_correct[8 * s],
+                                                  self.net.c.out_act == 3)
             # hidden deltas: D_{l-1} = (D_l . W_l[:, 1:]) * A_{l-1} * (1 - A_{l-1})
             for l in range(L - 1, 0, -1):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]

@@ -121,9 +121,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Nodes per hidden layer; input and output sizes come from the data.
         Seeds: ``ay_nodes_layers = [0, 70, 30, 0]``.
     activation : {"sigmoid", "tanh", "relu"}, default "sigmoid"
-        Activation of the hidden layers (the output layer is sigmoid with
-        LogLoss).  Each derivative is taken from the layer's output A:
-        A (1 - A), 1 - A^2, [A > 0].  Seeds: ``my_activation_function``.
+        Activation of the hidden layers.  Each derivative is taken from the
+        layer's output A: A (1 - A), 1 - A^2, [A > 0].
+    output : {"sigmoid", "softmax"}, default "sigmoid"
+        Output layer and loss: sigmoid + LogLoss (the seeds') or softmax +
+        categorical cross-entropy (max-shifted, no log(0)).  Seeds:
+        ``my_out_function`` / ``my_loss_function``.
     epochs : int, default 35
         Seeds: ``n_epochs``.
     batch_size : int, default 500
@@ -198,7 +201,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Rate used in the last epoch.
     """
 
-    def __init__(self, hidden_layer_sizes=(70, 30), *, activation="sigmoid", epochs=35,
+    def __init__(self, hidden_layer_sizes=(70, 30), *, activation="sigmoid",
+                 output="sigmoid", epochs=35,
                  batch_size=500,
                  learning_rate=0.001, lr_decay=1e-6, momentum=5e-5, l2=0.01,
                  l1=0.0, init_factor=2.0, shuffle=True, scaling="standard",
@@ -206,6 +210,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  n_threads=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.output = output
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -252,6 +257,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             scaling=check_choice("scaling", self.scaling, SCALINGS),
             activation=check_choice("activation", self.activation,
                                     _numpy_backend.ACTIVATIONS),
+            output=check_choice("output", self.output, _numpy_backend.OUTPUTS),
             backend=check_choice("backend", self.backend, BACKENDS),
         )
         if self.n_threads is not None:
@@ -423,7 +429,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             trainer = mod.Backend(src, Y, self.coefs_, self._velocities, batch,
                                   p["l2"], p["l1"], p["momentum"], slices,
                                   input_scaling=(self.mean_, self.scale_),
-                                  activation=p["activation"])
+                                  activation=p["activation"], output=p["output"])
             Xs_full = None       # the scaled training set, made if "full" asks
             costs = np.empty(n_batches)
             regs = np.empty(n_batches)
@@ -484,14 +490,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         out = np.empty((Xs.shape[0], len(self.classes_)), np.float32)
         slices, _ = _thread_plan(self._params["backend"], self._params["n_threads"])
         _backend_module(self._params["backend"]).predict_proba(
-            Xs, self.coefs_, out, n_threads=slices, activation=self._params["activation"])
+            Xs, self.coefs_, out, n_threads=slices, activation=self._params["activation"],
+            output=self._params["output"])
         return out
 
     def _accuracy(self, Xs, y_idx):
         return float(np.mean(self._outputs(Xs).argmax(axis=1) == y_idx))
 
     def predict_outputs(self, X):
-        """Raw sigmoid outputs of the output layer, shape (n_samples, n_classes)."""
+        """Raw outputs of the output layer (sigmoid or softmax), (n_samples, n_classes)."""
         self._check_fitted()
         Xs = self._standardized(check_X(X, n_features=self.n_features_in_))
         _, blas = _thread_plan(self._params["backend"], self._params["n_threads"])
@@ -530,9 +537,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         D = [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
         T = [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
         act, last = self._params["activation"], len(self.coefs_) - 1
+        out = self._params["output"]
         for l, W in enumerate(self.coefs_):
-            mod.forward_layer(A[l], W, A[l + 1], "sigmoid" if l == last else act)
-        cost, _ = mod.output_delta(A[-1], Y, D[-1], T[-1])
+            mod.forward_layer(A[l], W, A[l + 1], out if l == last else act)
+        cost, _ = mod.output_delta(A[-1], Y, D[-1], T[-1], out)
         reg = sum(mod.regularization_cost(W, l2, l1) for W in self.coefs_)
         for l in range(len(self.coefs_) - 1, 0, -1):
             mod.hidden_delta(D[l], self.coefs_[l], A[l], D[l - 1], T[l - 1], act)
@@ -548,7 +556,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return float(cost), float(reg), grads
 
     def predict_proba(self, X):
-        """Class probabilities: the sigmoid outputs normalised to sum to 1 per row."""
+        """Class probabilities: the outputs normalised to sum to 1 per row."""
         out = self.predict_outputs(X)
         out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(np.float32).tiny)
         return out

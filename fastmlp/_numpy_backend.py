@@ -52,6 +52,8 @@ PHASES = ("gather", "forward", "backward", "gradient", "update")
 
 #: Hidden-layer activations; each derivative is computed from the output A.
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
+#: Output layers: sigmoid + LogLoss or softmax + categorical cross-entropy.
+OUTPUTS = ("sigmoid", "softmax")
 
 
 def forward_layer(A_prev, W, A_out, activation="sigmoid"):
@@ -69,12 +71,21 @@ def forward_layer(A_prev, W, A_out, activation="sigmoid"):
         np.tanh(A_out, out=A_out)
     elif activation == "relu":
         np.maximum(A_out, 0.0, out=A_out)
+    elif activation == "softmax":
+        # shift by the row maximum: no overflow; the smallest terms underflow
+        A_out -= A_out.max(axis=1, keepdims=True)
+        np.exp(A_out, out=A_out)
+        A_out /= A_out.sum(axis=1, keepdims=True)
     else:
         raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
 
 
-def output_delta(A_L, Y, delta_out, tmp):
-    """delta_out := A_L - Y; return (LogLoss summed over the batch, n correct).
+def output_delta(A_L, Y, delta_out, tmp, output="sigmoid"):
+    """delta_out := A_L - Y; return (loss summed over the batch, n correct).
+
+    For sigmoid outputs the loss is LogLoss; for softmax outputs it is the
+    categorical cross-entropy -sum(y log a), whose gradient with respect to
+    the output layer's input is the same A_L - Y.
 
     A_L       : (B, K) float32, sigmoid outputs     # IN
     Y         : (B, K) float32, one-hot targets      # IN
@@ -88,7 +99,10 @@ def output_delta(A_L, Y, delta_out, tmp):
     first maximum of its outputs is at its target class.
     """
     np.subtract(A_L, Y, out=delta_out)
-    np.subtract(1.0, A_L, out=tmp)
+    if output == "softmax":
+        tmp[...] = 1.0                   # log 1 = 0 off the target class
+    else:
+        np.subtract(1.0, A_L, out=tmp)
     np.copyto(tmp, A_L, where=Y > 0.5)
     np.maximum(tmp, _TINY, out=tmp)
     np.log(tmp, out=tmp)
@@ -175,7 +189,8 @@ def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp
         prev[...] = dw
 
 
-def predict_proba(X, weights, out, block_rows=4096, n_threads=None, activation="sigmoid"):
+def predict_proba(X, weights, out, block_rows=4096, n_threads=None, activation="sigmoid",
+                  output="sigmoid"):
     """out := network outputs for every row of X, computed in row blocks.
 
     X       : (n, n_in) float32                     # IN
@@ -196,7 +211,7 @@ def predict_proba(X, weights, out, block_rows=4096, n_threads=None, activation="
             nxt = buf[: e - s]
             forward_layer(A, W, nxt, activation)
             A = nxt
-        forward_layer(A, weights[-1], out[s:e])
+        forward_layer(A, weights[-1], out[s:e], output)
     return out
 
 
@@ -223,10 +238,13 @@ class NumpyBackend:
     name = "numpy"
 
     def __init__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
-                 n_threads=None, input_scaling=None, activation="sigmoid"):
+                 n_threads=None, input_scaling=None, activation="sigmoid",
+                 output="sigmoid"):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
-        self.activation = activation
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose one of {OUTPUTS}")
+        self.activation, self.output = activation, output
         if input_scaling is not None:
             # the seeds' form: one scaled float32 copy of the whole training set
             mean, scale = input_scaling
@@ -267,9 +285,9 @@ class NumpyBackend:
         T = [t[:b] for t in self._T]
         last = len(Ws) - 1
         for l, W in enumerate(Ws):
-            forward_layer(A[l], W, A[l + 1], "sigmoid" if l == last else self.activation)
+            forward_layer(A[l], W, A[l + 1], self.output if l == last else self.activation)
         t2 = perf_counter()
-        cost, correct = output_delta(A[-1], Yb, D[-1], T[-1])
+        cost, correct = output_delta(A[-1], Yb, D[-1], T[-1], self.output)
         reg = 0.0
         if self.l2 > 0.0 or self.l1 > 0.0:
             for W in Ws:

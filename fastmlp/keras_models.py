@@ -130,14 +130,14 @@ class KerasTwin:
     """
 
     def __init__(self, weights, mean=None, scale=None, l2=0.0, l1=0.0, momentum=0.0,
-                 activation="sigmoid"):
+                 activation="sigmoid", output="sigmoid"):
         tf = _tf()
         self._tf = tf
         keras = tf.keras
         weights = [np.asarray(W, np.float32) for W in weights]
         layers = [keras.Input((weights[0].shape[1] - 1,))]
         for i, W in enumerate(weights):
-            act = "sigmoid" if i == len(weights) - 1 else activation
+            act = output if i == len(weights) - 1 else activation
             layers.append(keras.layers.Dense(W.shape[0], activation=act))
         self.model = keras.Sequential(layers)
         for layer, W in zip(self.model.layers, weights):
@@ -145,6 +145,7 @@ class KerasTwin:
         self.mean = None if mean is None else np.asarray(mean, np.float32)
         self.scale = None if scale is None else np.asarray(scale, np.float32)
         self.l2, self.l1, self.momentum = float(l2), float(l1), float(momentum)
+        self.output = output
         self._vars = []
         for layer in self.model.layers:
             self._vars += [layer.kernel, layer.bias]
@@ -164,7 +165,10 @@ class KerasTwin:
         for layer in layers[:-1]:
             A = layer(A)
         logits = tf.matmul(A, layers[-1].kernel) + layers[-1].bias
-        data = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=Y, logits=logits))
+        if self.output == "softmax":
+            data = tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(labels=Y, logits=logits))
+        else:
+            data = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=Y, logits=logits))
         reg = tf.constant(0.0)
         for layer in layers:
             if self.l2 > 0:
@@ -216,4 +220,5 @@ def keras_twin(model):
     if not hasattr(model, "coefs_"):
         raise ValueError("keras_twin needs a fitted MLPClassifier")
     return KerasTwin(model.coefs_, model.mean_, model.scale_, l2=model.l2, l1=model.l1,
-                     momentum=model.momentum, activation=model.activation)
+                     momentum=model.momentum, activation=model.activation,
+                     output=model.output)

@@ -14,22 +14,34 @@ def sigmoid(z):
 ACT = {"sigmoid": sigmoid, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0.0)}
 
 
-def forward(weights, X, activation="sigmoid"):
-    """List of layer outputs [X, A_1, ..., A_L] in float64 (sigmoid output)."""
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def forward(weights, X, activation="sigmoid", output="sigmoid"):
+    """List of layer outputs [X, A_1, ..., A_L] in float64."""
     A = [np.asarray(X, np.float64)]
     for i, W in enumerate(weights):
         W = np.asarray(W, np.float64)
         ones = np.ones((A[-1].shape[0], 1))
-        act = sigmoid if i == len(weights) - 1 else ACT[activation]
+        if i == len(weights) - 1:
+            act = softmax if output == "softmax" else sigmoid
+        else:
+            act = ACT[activation]
         A.append(act(np.hstack([ones, A[-1]]) @ W.T))
     return A
 
 
-def loss(weights, X, Y, l2=0.0, l1=0.0, activation="sigmoid"):
-    """LogLoss summed over outputs and samples, plus the regularisation."""
-    a = forward(weights, X, activation)[-1]
+def loss(weights, X, Y, l2=0.0, l1=0.0, activation="sigmoid", output="sigmoid"):
+    """LogLoss (sigmoid output) or categorical cross-entropy (softmax output)
+    summed over outputs and samples, plus the regularisation."""
+    a = forward(weights, X, activation, output)[-1]
     Y = np.asarray(Y, np.float64)
-    data = -np.sum(Y * np.log(a) + (1.0 - Y) * np.log(1.0 - a))
+    if output == "softmax":
+        data = -np.sum(Y * np.log(a))
+    else:
+        data = -np.sum(Y * np.log(a) + (1.0 - Y) * np.log(1.0 - a))
     reg = 0.0
     for W in weights:
         w = np.asarray(W, np.float64)[:, 1:]
@@ -37,7 +49,8 @@ def loss(weights, X, Y, l2=0.0, l1=0.0, activation="sigmoid"):
     return data, reg
 
 
-def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6, activation="sigmoid"):
+def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6, activation="sigmoid",
+                     output="sigmoid"):
     """Central finite differences of loss() for every weight, float64."""
     weights = [np.array(W, np.float64) for W in weights]
     grads = []
@@ -46,9 +59,9 @@ def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6, activation="sigmoid"):
         for idx in np.ndindex(W.shape):
             old = W[idx]
             W[idx] = old + eps
-            up = sum(loss(weights, X, Y, l2, l1, activation))
+            up = sum(loss(weights, X, Y, l2, l1, activation, output))
             W[idx] = old - eps
-            down = sum(loss(weights, X, Y, l2, l1, activation))
+            down = sum(loss(weights, X, Y, l2, l1, activation, output))
             W[idx] = old
             G[idx] = (up - down) / (2 * eps)
         grads.append(G)

@@ -22,7 +22,7 @@ def _both_gemm_paths(gemm_path):
 
 
 def make_pair(layers, n, B, l2, l1, mom, seed, n_threads, chunk_rows=256,
-              activation="sigmoid"):
+              activation="sigmoid", output="sigmoid"):
     weights, X, Y = random_problem(layers, batch=n, seed=seed)
     pair = []
     for mod, T in ((nb, None), (ck, n_threads)):
@@ -30,7 +30,7 @@ def make_pair(layers, n, B, l2, l1, mom, seed, n_threads, chunk_rows=256,
         Vs = [np.zeros_like(W) for W in weights]
         extra = {"chunk_rows": chunk_rows} if mod is ck else {}
         pair.append((mod.Backend(X, Y, Ws, Vs, B, l2, l1, mom, T, activation=activation,
-                                 **extra), Ws, Vs))
+                                 output=output, **extra), Ws, Vs))
     return pair
 
 
@@ -61,12 +61,13 @@ def test_one_epoch_same_weights(layers, l2, l1, n_threads, chunk_rows):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-7, err_msg=f"V[{l}]")
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("activation,output", [("tanh", "sigmoid"), ("relu", "sigmoid"),
+                                               ("sigmoid", "softmax"), ("relu", "softmax")])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_one_epoch_same_weights_other_activations(activation, n_threads):
+def test_one_epoch_same_weights_other_activations(activation, output, n_threads):
     n, B = 600, 97
     (nbk, Wn, _), (cbk, Wc, _) = make_pair((30, 20, 15, 5), n, B, 0.01, 0.001, 0.3, 5,
-                                           n_threads, 32, activation)
+                                           n_threads, 32, activation, output)
     order = np.random.default_rng(4).permutation(n)
     with threadpool_limits(1, user_api="blas"):
         for s in range(0, n, B):

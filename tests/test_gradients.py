@@ -8,7 +8,7 @@ from fastmlp import _numpy_backend as nb
 from _reference import loss, numeric_gradient, random_problem
 
 
-def backend_gradients(weights, X, Y, l2, l1, dtype, activation="sigmoid"):
+def backend_gradients(weights, X, Y, l2, l1, dtype, activation="sigmoid", output="sigmoid"):
     """Run the backend's kernels once with lr=1, momentum=0 and read the gradient."""
     Ws = [np.array(W, dtype) for W in weights]
     X = np.asarray(X, dtype)
@@ -16,10 +16,10 @@ def backend_gradients(weights, X, Y, l2, l1, dtype, activation="sigmoid"):
     B = X.shape[0]
     A = [X] + [np.empty((B, W.shape[0]), dtype) for W in Ws]
     for l, W in enumerate(Ws):
-        nb.forward_layer(A[l], W, A[l + 1], "sigmoid" if l == len(Ws) - 1 else activation)
+        nb.forward_layer(A[l], W, A[l + 1], output if l == len(Ws) - 1 else activation)
     D = [np.empty((B, W.shape[0]), dtype) for W in Ws]
     T = [np.empty((B, W.shape[0]), dtype) for W in Ws]
-    cost, _ = nb.output_delta(A[-1], Y, D[-1], T[-1])
+    cost, _ = nb.output_delta(A[-1], Y, D[-1], T[-1], output)
     for l in range(len(Ws) - 1, 0, -1):
         nb.hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1], activation)
     grads = []
@@ -44,12 +44,17 @@ def test_gradients_equal_finite_differences_float64(layers, l2, l1):
                                    err_msg=f"weight matrix {l}")
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("layers", [(5, 4, 3), (6, 5, 4, 3)])
-def test_gradients_of_other_activations_equal_finite_differences(layers, activation):
+def test_gradients_of_every_combination_equal_finite_differences(layers, activation, output):
     weights, X, Y = random_problem(layers, batch=7, seed=len(layers) + 10)
-    numeric = numeric_gradient(weights, X, Y, 0.3, 0.2, activation=activation)
-    _, analytic = backend_gradients(weights, X, Y, 0.3, 0.2, np.float64, activation)
+    numeric = numeric_gradient(weights, X, Y, 0.3, 0.2, activation=activation,
+                               output=output)
+    cost, analytic = backend_gradients(weights, X, Y, 0.3, 0.2, np.float64, activation,
+                                       output)
+    assert cost == pytest.approx(loss(weights, X, Y, activation=activation,
+                                      output=output)[0], rel=1e-12)
     for l, (g_a, g_n) in enumerate(zip(analytic, numeric)):
         np.testing.assert_allclose(g_a, g_n, rtol=1e-6, atol=1e-7,
                                    err_msg=f"{activation}, weight matrix {l}")

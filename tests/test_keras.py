@@ -59,10 +59,11 @@ def test_seed_mlp_is_the_seeds_model():
     assert X.max() == 1.0 and Y.sum() == 3 and Y[1, 3] == 1.0
 
 
-def model_with_weights(weights, l2, l1, backend, X, y, activation="sigmoid"):
+def model_with_weights(weights, l2, l1, backend, X, y, activation="sigmoid",
+                       output="sigmoid"):
     """A fitted-looking MLPClassifier carrying exactly these weights."""
     m = MLPClassifier(hidden_layer_sizes=tuple(W.shape[0] for W in weights[:-1]),
-                      activation=activation,
+                      activation=activation, output=output,
                       epochs=1, batch_size=len(X), learning_rate=1e-30, lr_decay=0.0,
                       momentum=0.0, l2=l2, l1=l1, backend=backend, scaling="none",
                       random_state=0)
@@ -74,13 +75,14 @@ def model_with_weights(weights, l2, l1, backend, X, y, activation="sigmoid"):
 @pytest.mark.parametrize("backend", ["compiled", "numpy"])
 @pytest.mark.parametrize("l2,l1", [(0.0, 0.0), (0.05, 0.0), (0.05, 0.02)])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
-def test_gradients_equal_gradient_tape(backend, l2, l1, activation):
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_gradients_equal_gradient_tape(backend, l2, l1, activation, output):
     layers = (20, 12, 8, 4)
     weights, X, Y = random_problem(layers, batch=64, seed=5)
     y = Y.argmax(axis=1)
-    m = model_with_weights(weights, l2, l1, backend, X, y, activation)
+    m = model_with_weights(weights, l2, l1, backend, X, y, activation, output)
     cost, reg, grads = m.loss_and_gradients(X, y)
-    twin = KerasTwin(weights, l2=l2, l1=l1, activation=activation)
+    twin = KerasTwin(weights, l2=l2, l1=l1, activation=activation, output=output)
     t_cost, t_reg, t_grads = twin.gradients(X, Y)
     assert cost == pytest.approx(t_cost, rel=1e-4)
     assert reg == pytest.approx(t_reg, rel=1e-4, abs=1e-8)

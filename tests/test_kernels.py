@@ -113,6 +113,21 @@ def test_forward_layer_matches_numpy(B, n_in, n_out, order, activation):
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol)
 
 
+@pytest.mark.parametrize("B,K", [(1, 2), (9, 10), (300, 10), (5, 77)])
+def test_softmax_forward_matches_numpy_and_is_stable(B, K):
+    A = rand((B, 6), -2, 2)
+    W = rand((K, 7), -3, 3)
+    W[:, 0] = np.linspace(-200, 200, K)        # huge logits: no overflow, no NaN
+    want = np.empty((B, K), np.float32)
+    nb.forward_layer(A, W, want, "softmax")
+    got = np.empty_like(want)
+    with np.errstate(all="raise"):
+        ck.forward_layer(A, W, got, "softmax")
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.isfinite(got).all()
+
+
 def test_tanh_and_relu_are_safe_for_any_float32():
     z = np.concatenate([np.linspace(-60, 60, 12001, dtype=np.float32),
                         np.array([-3.4e38, -1e10, 1e10, 3.4e38, 0.0, -0.0, 1e-30, -1e-30,
@@ -155,14 +170,15 @@ def test_sigmoid_is_safe_for_any_float32():
 
 # ---------------------------------------------------------------- output delta
 @pytest.mark.parametrize("B,K", [(1, 2), (13, 10), (500, 10), (77, 3)])
-def test_output_delta_matches_numpy(B, K):
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_output_delta_matches_numpy(B, K, output):
     A = rand((B, K), 0.0, 1.0)
     A[0, 0] = 0.0                                  # saturated outputs stay finite
     A[-1, -1] = 1.0
     Y = np.eye(K, dtype=np.float32)[rng.integers(0, K, B)]
     want_d, got_d = np.empty_like(A), np.empty_like(A)
-    want = nb.output_delta(A, Y, want_d, np.empty_like(A))
-    got = ck.output_delta(A, Y, got_d)
+    want = nb.output_delta(A, Y, want_d, np.empty_like(A), output)
+    got = ck.output_delta(A, Y, got_d, None, output)
     np.testing.assert_array_equal(got_d, want_d)
     assert got[1] == want[1]
     assert got[0] == pytest.approx(want[0], rel=1e-6)

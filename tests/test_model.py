@@ -274,6 +274,7 @@ def test_last_batch_holds_the_remainder(digits, small):
     (dict(eval_period=0), "eval_period"),
     (dict(scaling="robust"), "scaling"),
     (dict(activation="swish"), "activation"),
+    (dict(output="linear"), "output"),
 ])
 def test_bad_parameters_are_named(digits, kw, match, small):
     (X, y), _ = digits
@@ -334,3 +335,10 @@ def test_other_hidden_activations_learn(digits, small, activation):
     m = small(activation=activation, epochs=8, learning_rate=0.01).fit(X, y)
     assert m.score(Xt, yt) > 0.8
     assert m.predict_outputs(Xt).min() >= 0.0     # the output layer stays sigmoid
+
+
+def test_softmax_output_learns_and_sums_to_one(digits, small):
+    (X, y), (Xt, yt) = digits
+    m = small(output="softmax", activation="relu", epochs=8, learning_rate=0.01).fit(X, y)
+    np.testing.assert_allclose(m.predict_outputs(Xt).sum(axis=1), 1.0, rtol=1e-5)
+    assert m.score(Xt, yt) > 0.8
