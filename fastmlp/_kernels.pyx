@@ -993,7 +993,7 @@ cdef class CompiledBackend:
                                                   self.D[L - 1] + s * _r16(CH * K), rows, K,
                                                   &self.slice_correct[8 * s],
                                                   self.net.c.out_act == 3)
-            # hidden deltas: D_{l-1} = (D_l . W_l[:, 1:]) * A_{l-1} * (1 - A_{l-1})
+            # hidden deltas: D_{l-1} = (D_l . W_l[:, 1:]) * act'(A_{l-1})
             for l in range(L - 1, 0, -1):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]
                 _gemm_rowmajor(b'N', b'N', <int>rows, n_in, n_out, 1.0,

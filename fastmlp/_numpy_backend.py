@@ -19,9 +19,10 @@ the bias gradient to ``gb``.)
 
 The maths, per layer ``l`` (``L`` is the output layer)::
 
-    forward   A_l = sigmoid(A_{l-1} . W_l[:, 1:]^T + W_l[:, 0])
-    output    delta_L = A_L - Y                      (sigmoid + LogLoss)
-    hidden    delta_l = (delta_{l+1} . W_{l+1}[:, 1:]) * A_l * (1 - A_l)
+    forward   A_l = act(A_{l-1} . W_l[:, 1:]^T + W_l[:, 0])
+    output    delta_L = A_L - Y        (sigmoid + LogLoss, or softmax + cross-entropy)
+    hidden    delta_l = (delta_{l+1} . W_{l+1}[:, 1:]) * act'(A_l)
+              act' from the output: sigmoid A (1 - A), tanh 1 - A^2, relu [A > 0]
     gradient  Gw_l = delta_l^T . A_{l-1} + l2 W_l[:, 1:] + l1 sign(W_l[:, 1:])
               gb_l = sum over the batch of delta_l
     update    dW = lr G_l;  W_l -= dW + momentum dW_prev;  dW_prev = dW
