@@ -39,3 +39,16 @@ def build_info():
     return {"compiled": True, "openmp": _kernels.HAVE_OPENMP,
             "max_threads": _kernels.max_threads(), "gemm": _kernels.gemm_kind(),
             "module": _kernels.__file__}
+
+
+def _cpu_name():
+    """The CPU's model name (from /proc/cpuinfo on Linux), for reports."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from . import __version__, build_info, datasets
+from . import __version__, _cpu_name, build_info, datasets
 from ._io import ModelFileError, load
 from ._mlp import BACKENDS, SCALINGS, TRAIN_ACC_KINDS, MLPClassifier, format_epoch
 from ._numpy_backend import ACTIVATIONS, OUTPUTS
@@ -170,18 +170,6 @@ def _predict(args):
 
 
 # ------------------------------------------------------------------- info
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
-
-
 def _info(args):
     from threadpoolctl import threadpool_info
     print(f"fastmlp {__version__}")
@@ -191,7 +179,7 @@ def _info(args):
         print(f"OpenMP: {'yes' if b['openmp'] else 'no (single-threaded)'}, "
               f"default threads {b['max_threads']}")
         print(f"large products: {b['gemm']}")
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores")
+    print(f"CPU: {_cpu_name()}, {os.cpu_count()} cores")
     for lib in threadpool_info():
         print(f"{lib['internal_api']}: {lib.get('version')} "
               f"({os.path.basename(lib['filepath'])}), {lib['num_threads']} threads")

@@ -71,6 +71,37 @@ def _standard_scaler_stats(X32):
     return mean, scale
 
 
+def batch_loss_and_gradients(mod, weights, X, Y, l2, l1, activation="sigmoid",
+                             output="sigmoid"):
+    """(loss, regularisation cost, gradients) of one batch, by a backend's kernels.
+
+    ``mod`` is a backend module (its forward_layer, output_delta, hidden_delta,
+    regularization_cost and gradient_update); X (scaled inputs) and Y (one-hot)
+    fix the dtype, so the NumPy kernels also run this in float64.  The
+    gradients come out of gradient_update with lr 1 and no momentum, applied
+    to copies: the weights are not changed.  One (n_out, 1 + n_in) gradient
+    per weight matrix, bias in column 0.
+    """
+    dtype, B, last = X.dtype, X.shape[0], len(weights) - 1
+    A = [X] + [np.empty((B, W.shape[0]), dtype) for W in weights]
+    D = [np.empty((B, W.shape[0]), dtype) for W in weights]
+    T = [np.empty((B, W.shape[0]), dtype) for W in weights]
+    for l, W in enumerate(weights):
+        mod.forward_layer(A[l], W, A[l + 1], output if l == last else activation)
+    cost, _ = mod.output_delta(A[-1], Y, D[-1], T[-1], output)
+    reg = sum(mod.regularization_cost(W, l2, l1) for W in weights)
+    for l in range(last, 0, -1):
+        mod.hidden_delta(D[l], weights[l], A[l], D[l - 1], T[l - 1], activation)
+    grads = []
+    for l, W in enumerate(weights):
+        Gw = np.empty((W.shape[0], W.shape[1] - 1), dtype)
+        gb = np.empty(W.shape[0], dtype)
+        mod.gradient_update(D[l], A[l], W.copy(), np.zeros_like(W), 1.0, l2, l1, 0.0,
+                            Gw, gb, np.empty_like(Gw))
+        grads.append(np.column_stack([gb, Gw]))
+    return float(cost), float(reg), grads
+
+
 def format_epoch(epoch, record, epochs=None):
     """One line summing up an epoch's history record (verbose output, CLI)."""
     total = f"/{epochs}" if epochs else ""
@@ -530,30 +561,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Xs = self._standardized(check_X(X, n_features=self.n_features_in_))
         y_idx = self._encode(check_y(y, Xs.shape[0]))
         Y = self._one_hot(y_idx)
-        mod = _backend_module(self._params["backend"])
-        l2, l1 = self._params["l2"], self._params["l1"]
-        B = Xs.shape[0]
-        A = [Xs] + [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
-        D = [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
-        T = [np.empty((B, W.shape[0]), np.float32) for W in self.coefs_]
-        act, last = self._params["activation"], len(self.coefs_) - 1
-        out = self._params["output"]
-        for l, W in enumerate(self.coefs_):
-            mod.forward_layer(A[l], W, A[l + 1], out if l == last else act)
-        cost, _ = mod.output_delta(A[-1], Y, D[-1], T[-1], out)
-        reg = sum(mod.regularization_cost(W, l2, l1) for W in self.coefs_)
-        for l in range(len(self.coefs_) - 1, 0, -1):
-            mod.hidden_delta(D[l], self.coefs_[l], A[l], D[l - 1], T[l - 1], act)
-        grads = []
-        for l, W in enumerate(self.coefs_):
-            Wc, prev = W.copy(), np.zeros_like(W)
-            Gw = np.empty((W.shape[0], W.shape[1] - 1), np.float32)
-            gb = np.empty(W.shape[0], np.float32)
-            # lr 1 and no momentum: after the call Gw and gb hold the gradient
-            mod.gradient_update(D[l], A[l], Wc, prev, 1.0, l2, l1, 0.0, Gw, gb,
-                                np.empty_like(Gw))
-            grads.append(np.column_stack([gb, Gw]))
-        return float(cost), float(reg), grads
+        p = self._params
+        return batch_loss_and_gradients(_backend_module(p["backend"]), self.coefs_, Xs, Y,
+                                        p["l2"], p["l1"], p["activation"], p["output"])
 
     def predict_proba(self, X):
         """Class probabilities: the outputs normalised to sum to 1 per row."""

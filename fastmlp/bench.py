@@ -202,15 +202,7 @@ RUNNERS = {"fastmlp": run_fastmlp, "numpy": run_numpy, "keras": run_keras,
 # ---------------------------------------------------------------- helpers
 def machine():
     """CPU, cores, BLAS and library versions, for the JSON record."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = fastmlp._cpu_name()
     versions = {"python": platform.python_version(), "numpy": np.__version__,
                 "fastmlp": fastmlp.__version__}
     for mod in ("scipy", "sklearn", "tensorflow", "keras", "torch"):

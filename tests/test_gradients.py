@@ -4,32 +4,17 @@ import numpy as np
 import pytest
 
 from fastmlp import _numpy_backend as nb
+from fastmlp._mlp import batch_loss_and_gradients
 
 from _reference import loss, numeric_gradient, random_problem
 
 
 def backend_gradients(weights, X, Y, l2, l1, dtype, activation="sigmoid", output="sigmoid"):
-    """Run the backend's kernels once with lr=1, momentum=0 and read the gradient."""
+    """The NumPy kernels' (cost, gradients) for one batch, in ``dtype``."""
     Ws = [np.array(W, dtype) for W in weights]
-    X = np.asarray(X, dtype)
-    Y = np.asarray(Y, dtype)
-    B = X.shape[0]
-    A = [X] + [np.empty((B, W.shape[0]), dtype) for W in Ws]
-    for l, W in enumerate(Ws):
-        nb.forward_layer(A[l], W, A[l + 1], output if l == len(Ws) - 1 else activation)
-    D = [np.empty((B, W.shape[0]), dtype) for W in Ws]
-    T = [np.empty((B, W.shape[0]), dtype) for W in Ws]
-    cost, _ = nb.output_delta(A[-1], Y, D[-1], T[-1], output)
-    for l in range(len(Ws) - 1, 0, -1):
-        nb.hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1], activation)
-    grads = []
-    for l, W in enumerate(Ws):
-        Gw = np.empty((W.shape[0], W.shape[1] - 1), dtype)
-        gb = np.empty(W.shape[0], dtype)
-        tmp = np.empty_like(Gw)
-        prev = np.zeros_like(W)
-        nb.gradient_update(D[l], A[l], W, prev, 1.0, l2, l1, 0.0, Gw, gb, tmp)
-        grads.append(np.column_stack([gb, Gw]))
+    cost, _, grads = batch_loss_and_gradients(nb, Ws, np.asarray(X, dtype),
+                                              np.asarray(Y, dtype), l2, l1, activation,
+                                              output)
     return cost, grads
 
 
