@@ -264,7 +264,8 @@ class NumpyBackend:
         self._T = [np.empty((B, W.shape[0]), f32) for W in weights]
         self._Gw = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
         self._gb = [np.empty(W.shape[0], f32) for W in weights]
-        self._Wt = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
+        # scratch of weight shape for the regularisation terms
+        self._Wtmp = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
         self.reset_phases()
 
     def train_batch(self, idx, lr):
@@ -299,7 +300,7 @@ class NumpyBackend:
         for l, W in enumerate(Ws):
             gradient_update(D[l], A[l], W, self.velocities[l], lr, self.l2,
                             self.l1, self.momentum, self._Gw[l], self._gb[l],
-                            self._Wt[l])
+                            self._Wtmp[l])
         t4 = perf_counter()
         ph = self._phase
         ph[0] += t1 - t0
