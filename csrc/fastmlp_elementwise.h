@@ -200,20 +200,96 @@ FM_DEFINE_GATHER(fm_gather_scale_u8, unsigned char)
 FM_DEFINE_GATHER(fm_gather_scale_f32, float)
 FM_DEFINE_GATHER(fm_gather_scale_f64, double)
 
+/* Optimiser of a training step, for the update kernels below.
+ *   FM_SGD      the seeds' momentum rule   dw = lr g;  w -= dw + mom v;  v = dw
+ *   FM_RMSPROP  Keras RMSprop (no momentum, not centred)
+ *               v = rho v + (1 - rho) g^2;  w -= lr g / sqrt(v + eps)
+ *   FM_ADAM     Keras Adam (no amsgrad), alpha = lr sqrt(1 - b2^t) / (1 - b1^t)
+ *               m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);
+ *               w -= m alpha / (sqrt(v) + eps)
+ * The one-minus factors and alpha are computed once per step by the caller,
+ * as float32 values, and the float operations are ordered as in Keras and in
+ * the NumPy twin. */
+enum { FM_SGD = 0, FM_RMSPROP = 1, FM_ADAM = 2 };
+typedef struct {
+    int kind;
+    float lr, mom;          /* FM_SGD (lr also FM_RMSPROP) */
+    float rho, omr;         /* FM_RMSPROP: rho, 1 - rho */
+    float omb1, omb2;       /* FM_ADAM: 1 - beta_1, 1 - beta_2 */
+    float alpha;            /* FM_ADAM: step size of this step */
+    float eps;              /* FM_RMSPROP, FM_ADAM */
+    float beta1, beta2;     /* FM_ADAM */
+} fm_opt;
+
+/* Set the rate of the coming step (1-based `step`) and, for FM_ADAM, its
+ * alpha = lr sqrt(1 - b2^t) / (1 - b1^t) in float32 arithmetic, as Keras
+ * computes it, with b^t rounded from double (bit for bit the NumPy twin's
+ * value, fastmlp/_optim.py). */
+static inline void fm_opt_prepare(fm_opt *o, float lr, long step)
+{
+    o->lr = lr;
+    if (o->kind == FM_ADAM) {
+        /* beta^t in double, rounded once, as fastmlp/_optim.py does it */
+        float b1p = (float)pow((double)o->beta1, (double)step);
+        float b2p = (float)pow((double)o->beta2, (double)step);
+        o->alpha = lr * sqrtf(1.0f - b2p) / (1.0f - b1p);
+    }
+}
+
+/* One optimiser step on n weights w with gradients g (g := the amount
+ * subtracted from w, i.e. dw for FM_SGD and the increment otherwise);
+ * s1 is v (FM_SGD: last dw; FM_RMSPROP: mean square; FM_ADAM: first
+ * moment), s2 the FM_ADAM second moment (unused otherwise). */
+FM_CLONES static void fm_opt_step(float *restrict w, float *restrict s1,
+                                  float *restrict s2, float *restrict g,
+                                  ptrdiff_t n, const fm_opt *o)
+{
+    if (o->kind == FM_RMSPROP) {
+        const float lr = o->lr, rho = o->rho, omr = o->omr, eps = o->eps;
+        for (ptrdiff_t j = 0; j < n; ++j) {
+            float gj = g[j];
+            float v = s1[j] * rho + (gj * gj) * omr;
+            float inc = (gj * lr) / sqrtf(v + eps);
+            s1[j] = v;
+            w[j] = w[j] - inc;
+            g[j] = inc;
+        }
+    } else if (o->kind == FM_ADAM) {
+        const float omb1 = o->omb1, omb2 = o->omb2, alpha = o->alpha, eps = o->eps;
+        for (ptrdiff_t j = 0; j < n; ++j) {
+            float gj = g[j];
+            float m = s1[j] + (gj - s1[j]) * omb1;
+            float v = s2[j] + (gj * gj - s2[j]) * omb2;
+            float inc = (m * alpha) / (sqrtf(v) + eps);
+            s1[j] = m;
+            s2[j] = v;
+            w[j] = w[j] - inc;
+            g[j] = inc;
+        }
+    } else {
+        const float lr = o->lr, mom = o->mom;
+        for (ptrdiff_t j = 0; j < n; ++j) {
+            float dw = g[j] * lr;
+            float step = s1[j] * mom + dw;
+            w[j] = w[j] - step;
+            s1[j] = dw;
+            g[j] = dw;
+        }
+    }
+}
+
 /* Sum of the partial gradients of `parts` threads (into part 0), then the
- * regularised momentum update of one row of a weight matrix (n non-bias
- * weights):
+ * regularised update of one row of a weight matrix (n non-bias weights):
  *   g  = sum_t G[t][j] (+ l2 w) (+ l1 sign w)
- *   dw = lr g;  w -= dw + mom v;  v = dw
- * Terms whose lambda is 0 are skipped; G (part 0) holds dw afterwards.
- * Returns the row's part of the
- * regularisation cost of the weights before the update,
- * l2/2 sum w^2 + l1 sum |w|, accumulated in double.
+ * followed by fm_opt_step.  Terms whose lambda is 0 are skipped; G (part 0)
+ * holds the amount subtracted from w afterwards (see fm_opt_step).
+ * Returns the row's part of the regularisation cost of the weights before
+ * the update, l2/2 sum w^2 + l1 sum |w|, accumulated in double.
  * The float operations are ordered as in the NumPy twin. */
-FM_CLONES static double fm_update_row(float *restrict w, float *restrict v,
-                                      float *restrict G, ptrdiff_t part_stride,
-                                      int parts, ptrdiff_t n, float lr, float l2,
-                                      float l1, float mom)
+FM_CLONES static double fm_update_row(float *restrict w, float *restrict s1,
+                                      float *restrict s2, float *restrict G,
+                                      ptrdiff_t part_stride, int parts, ptrdiff_t n,
+                                      float l2, float l1, const fm_opt *o)
 {
     for (int t = 1; t < parts; ++t) {
         const float *Gt = G + t * part_stride;
@@ -240,13 +316,7 @@ FM_CLONES static double fm_update_row(float *restrict w, float *restrict v,
             G[j] = G[j] + s * l1;
         }
     }
-    for (ptrdiff_t j = 0; j < n; ++j) {
-        float dw = G[j] * lr;
-        float step = v[j] * mom + dw;
-        w[j] = w[j] - step;
-        v[j] = dw;
-        G[j] = dw;
-    }
+    fm_opt_step(w, s1, s2, G, n, o);
     return 0.5 * (double)l2 * sq + (double)l1 * ab;
 }
 
@@ -263,18 +333,17 @@ FM_CLONES static void fm_column_sums(float *restrict gb, const float *restrict d
             gb[k] = gb[k] + d[i * K + k];
 }
 
-/* Bias part of the update of one row (no regularisation); gb[0] := dw. */
-static inline void fm_update_bias(float *w, float *v, float *gb, ptrdiff_t part_stride,
-                                  int parts, float lr, float mom)
+/* Bias part of the update of one row (no regularisation): the partial
+ * sums of `parts` threads, then one optimiser step; gb[0] := the amount
+ * subtracted from w[0]. */
+static inline void fm_update_bias(float *w, float *s1, float *s2, float *gb,
+                                  ptrdiff_t part_stride, int parts, const fm_opt *o)
 {
     float g = gb[0];
     for (int t = 1; t < parts; ++t)
         g = g + gb[t * part_stride];
-    float dw = g * lr;
-    float step = v[0] * mom + dw;
-    w[0] = w[0] - step;
-    v[0] = dw;
-    gb[0] = dw;
+    gb[0] = g;
+    fm_opt_step(w, s1, s2, gb, 1, o);
 }
 
 /* Output layer of sigmoid + LogLoss (softmax = 0) or softmax + categorical

@@ -7,7 +7,12 @@ A model file holds only arrays and a JSON header:
 * ``classes``      the class labels (numbers or unicode strings);
 * ``mean``, ``scale``  the input scaling;
 * ``W0``, ``W1``, ...  the weight matrices (n_out, 1 + n_in), float32;
-* ``V0``, ``V1``, ...  the momentum terms, so training can continue.
+* ``V0``, ``V1``, ...  the optimiser's state (sgd: the last step, rmsprop:
+  the mean square, adam: the first moment), so training can continue;
+* ``S0``, ``S1``, ...  adam's second moments (adam only).
+
+Version 2 added the optimiser (its hyperparameters, ``optimizer_steps`` in
+the header and the ``S`` arrays); version 1 files, all sgd, still load.
 
 It is read with ``allow_pickle=False``, and every shape and dtype is checked
 against the header, so a crafted file cannot run code; anything inconsistent
@@ -27,7 +32,8 @@ import numpy as np
 __all__ = ["save", "load", "ModelFileError", "FORMAT_VERSION"]
 
 #: Version of the file layout written by :func:`save`.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _MAGIC = "fastmlp-model"
 
 
@@ -50,6 +56,7 @@ def save(model, path):
         "layers": list(model.layers_),
         "n_iter": int(model.n_iter_),
         "learning_rate_": float(getattr(model, "learning_rate_", model.learning_rate)),
+        "optimizer_steps": int(model.optimizer_steps_),
     }
     header["params"]["hidden_layer_sizes"] = list(model._params["hidden"])
     rs = header["params"].get("random_state")
@@ -62,6 +69,8 @@ def save(model, path):
     for i, (W, V) in enumerate(zip(model.coefs_, model._velocities)):
         arrays[f"W{i}"] = W
         arrays[f"V{i}"] = V
+    for i, S in enumerate(model._states2 or ()):
+        arrays[f"S{i}"] = S
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".npz.tmp", dir=folder)
     try:
@@ -126,14 +135,16 @@ def _load(name):
             raise ModelFileError(f"{name}: unreadable header: {exc}") from exc
         if not isinstance(header, dict) or header.get("magic") != _MAGIC:
             raise ModelFileError(f"{name}: not a fastmlp model file")
-        if header.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(f"{name}: format version {header.get('format_version')!r}, "
-                                 f"this fastmlp reads version {FORMAT_VERSION}")
+        version = header.get("format_version")
+        if version not in _READABLE_VERSIONS:
+            raise ModelFileError(f"{name}: format version {version!r}, this fastmlp "
+                                 f"reads versions {list(_READABLE_VERSIONS)}")
         try:
             layers = [int(n) for n in header["layers"]]
             params = dict(header["params"])
             n_iter = int(header["n_iter"])
             lr_now = float(header["learning_rate_"])
+            steps = int(header["optimizer_steps"]) if version >= 2 else None
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{name}: header lacks or garbles {exc}") from exc
         if len(layers) < 2 or min(layers) < 1:
@@ -161,9 +172,15 @@ def _load(name):
                 raise ModelFileError(f"{name}: {key} holds NaN or infinity")
         if np.any(scale == 0):
             raise ModelFileError(f"{name}: scale holds zeros")
-        coefs, vels = [], []
+        if steps is None:      # version 1: sgd, one step per batch, count unknown
+            steps = 0
+        if steps < 0:
+            raise ModelFileError(f"{name}: optimizer_steps {steps} < 0")
+        adam = model._params["optimizer"].n_states == 2
+        coefs, vels, states2 = [], [], []
         for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
-            for key, out in ((f"W{i}", coefs), (f"V{i}", vels)):
+            kinds = ((f"W{i}", coefs), (f"V{i}", vels)) + (((f"S{i}", states2),) if adam else ())
+            for key, out in kinds:
                 arr = _get(npz, key, name)
                 if arr.shape != (n_out, 1 + n_in) or arr.dtype != np.float32:
                     raise ModelFileError(f"{name}: {key} must be float32 of shape "
@@ -172,7 +189,7 @@ def _load(name):
                     raise ModelFileError(f"{name}: {key} holds NaN or infinity")
                 out.append(np.ascontiguousarray(arr))
         extra = set(npz.files) - {"__fastmlp__", "classes", "mean", "scale"} \
-            - {f"W{i}" for i in range(len(layers) - 1)} - {f"V{i}" for i in range(len(layers) - 1)}
+            - {f"{k}{i}" for i in range(len(layers) - 1) for k in ("WVS" if adam else "WV")}
         if extra:
             raise ModelFileError(f"{name}: unexpected arrays {sorted(extra)}")
     from ._history import History
@@ -181,6 +198,8 @@ def _load(name):
     model.layers_ = tuple(layers)
     model.mean_, model.scale_ = mean, scale
     model.coefs_, model._velocities = coefs, vels
+    model._states2 = states2 if adam else None
+    model.optimizer_steps_ = steps
     model.n_iter_ = n_iter
     model.learning_rate_ = lr_now
     model._rng = np.random.default_rng(model.random_state)

@@ -58,17 +58,23 @@ import os
 
 import numpy as np
 
+from ._optim import Optimizer
+
 from scipy.linalg.cython_blas cimport sgemm
 
 cdef extern from "fastmlp_elementwise.h" nogil:
     void fm_bias_act(float *a, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t lda,
                      const float *W, Py_ssize_t ldw, float *bias, int kind)
     void fm_mul_act_deriv(float *d, const float *a, Py_ssize_t n, int kind)
-    double fm_update_row(float *w, float *v, float *G, Py_ssize_t part_stride,
-                         int parts, Py_ssize_t n, float lr, float l2, float l1,
-                         float mom)
-    void fm_update_bias(float *w, float *v, float *gb, Py_ssize_t part_stride,
-                        int parts, float lr, float mom)
+    ctypedef struct fm_opt:
+        int kind
+        float lr, mom, rho, omr, omb1, omb2, alpha, eps, beta1, beta2
+    void fm_opt_prepare(fm_opt *o, float lr, long step)
+    double fm_update_row(float *w, float *s1, float *s2, float *G,
+                         Py_ssize_t part_stride, int parts, Py_ssize_t n,
+                         float l2, float l1, const fm_opt *o)
+    void fm_update_bias(float *w, float *s1, float *s2, float *gb,
+                        Py_ssize_t part_stride, int parts, const fm_opt *o)
     void fm_column_sums(float *gb, const float *d, Py_ssize_t rows, Py_ssize_t K,
                         int accumulate)
     double fm_output_delta(const float *a, const int32_t *labels, float *delta,
@@ -351,26 +357,47 @@ def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
                 fm_mul_act_deriv(pd + i * n, &col[0], n, kind)
 
 
+cdef int _set_opt(fm_opt *o, optimizer, double momentum) except -1:
+    """Fill ``o`` from an Optimizer (or name or None) and the momentum; the
+    rate and alpha are set per step by fm_opt_prepare."""
+    opt = Optimizer.checked(optimizer)
+    lr, rho, omr, omb1, omb2, alpha, eps = opt.constants(0.0, 1)
+    o.kind = opt.kind
+    o.lr, o.mom = 0.0, <float>momentum
+    o.rho, o.omr, o.omb1, o.omb2, o.alpha, o.eps = rho, omr, omb1, omb2, alpha, eps
+    o.beta1, o.beta2 = <float>opt.beta_1, <float>opt.beta_2
+    return opt.n_states
+
+
 def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, ::1] W,
                     float[:, ::1] dW_prev, double lr, double l2, double l1,
-                    double momentum, float[:, ::1] Gw, float[::1] gb, tmp=None):
-    """Regularised batch gradient, then the momentum update of ``W``.
+                    double momentum, float[:, ::1] Gw, float[::1] gb, tmp=None,
+                    optimizer=None, state2=None, long step=1):
+    """Regularised batch gradient, then one optimiser step on ``W``.
 
     Gw := delta^T . A_prev + l2 W[:, 1:] + l1 sign(W[:, 1:]);  gb := sum_b delta
-    dW := lr [gb | Gw];  W -= dW + momentum dW_prev;  dW_prev := dW
+    then, with G = [gb | Gw] (see :mod:`fastmlp._optim`):
+
+    sgd      dW := lr G;  W -= dW + momentum dW_prev;  dW_prev := dW
+    rmsprop  dW_prev := rho dW_prev + (1 - rho) G^2;  W -= lr G / sqrt(dW_prev + eps)
+    adam     dW_prev (m) and state2 (v) as Keras updates them at step ``step``;
+             W -= m alpha / (sqrt(v) + eps)
 
     One sgemm into ``Gw``, then one pass over each row of ``W`` that adds the
-    regularisation (only the terms whose lambda > 0) and applies the update.
-    After the call ``Gw`` and ``gb`` hold dW (lr times the regularised
-    gradient), as in the NumPy twin.
+    regularisation (only the terms whose lambda > 0) and applies the step.
+    After the call ``Gw`` and ``gb`` hold the amounts subtracted from
+    ``W[:, 1:]`` and ``W[:, 0]`` (for sgd: dW), as in the NumPy twin.
 
     delta   : (B, n_out) float32, C or F         # IN
     A_prev  : (B, n_in) float32, C or F          # IN
     W       : (n_out, 1 + n_in) float32, C       # IN/OUT
-    dW_prev : (n_out, 1 + n_in) float32, C       # IN/OUT
-    Gw      : (n_out, n_in) float32, C           # OUT (dW[:, 1:] after)
-    gb      : (n_out,) float32                   # OUT (dW[:, 0] after)
+    dW_prev : (n_out, 1 + n_in) float32, C       # IN/OUT  the optimiser's first state
+    Gw      : (n_out, n_in) float32, C           # OUT
+    gb      : (n_out,) float32                   # OUT
     tmp     : unused; accepted for the twin's signature
+    optimizer : None (sgd), a name or an :class:`fastmlp._optim.Optimizer`
+    state2  : (n_out, 1 + n_in) float32, C       # IN/OUT adam's second moment
+    step    : 1-based number of this step (adam's bias correction)
     """
     cdef Py_ssize_t B = delta.shape[0], n_out = delta.shape[1], n_in = A_prev.shape[1]
     _check_shape("A_prev", (A_prev.shape[0], A_prev.shape[1]), (B, n_in))
@@ -379,6 +406,16 @@ def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, 
     _check_shape("Gw", (Gw.shape[0], Gw.shape[1]), (n_out, n_in))
     _check_shape("gb", (gb.shape[0],), (n_out,))
     _check_lambdas(lr, l2, l1, momentum)
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    cdef fm_opt o
+    cdef float[:, ::1] S2 = dW_prev
+    if _set_opt(&o, optimizer, momentum) == 2:
+        if state2 is None:
+            raise ValueError("state2: adam needs its second-moment array")
+        S2 = state2
+        _check_shape("state2", (S2.shape[0], S2.shape[1]), (n_out, 1 + n_in))
+    fm_opt_prepare(&o, <float>lr, step)
     cdef char fd, fa
     cdef int ldd, lda
     _operand(delta, "delta", &fd, &ldd)
@@ -403,11 +440,10 @@ def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, 
             for k in range(n_out):
                 gb[k] = gb[k] + pd[i * sd0 + k * sd1]
         for k in range(n_out):
-            fm_update_bias(&W[k, 0], &dW_prev[k, 0], &gb[k], 0, 1, <float>lr,
-                           <float>momentum)
+            fm_update_bias(&W[k, 0], &dW_prev[k, 0], &S2[k, 0], &gb[k], 0, 1, &o)
             if n_in > 0:
-                fm_update_row(&W[k, 1], &dW_prev[k, 1], &Gw[k, 0], 0, 1, n_in,
-                              <float>lr, <float>l2, <float>l1, <float>momentum)
+                fm_update_row(&W[k, 1], &dW_prev[k, 1], &S2[k, 1], &Gw[k, 0], 0, 1, n_in,
+                              <float>l2, <float>l1, &o)
 
 
 def _check_lambdas(double lr, double l2, double l1, double momentum):
@@ -709,6 +745,12 @@ cdef class CompiledBackend:
     input_scaling : (mean, scale) or None   applied to each row as it is gathered:
                                             (x - mean) / scale in float32, so X is
                                             used as the caller holds it, never copied
+    optimizer : None (sgd), a name or an Optimizer (:mod:`fastmlp._optim`)
+    states2 : list like ``weights``         adam's second moments, updated in
+                                            place (adam only)
+    step : int                              optimiser steps already taken
+                                            (adam's bias correction); counts on
+                                            in :attr:`step`
 
     Every buffer is allocated here, once.  Each slice owns a chunk's worth of
     inputs, layer outputs and deltas (``chunk_rows`` rows, C-ordered) and a
@@ -735,6 +777,9 @@ cdef class CompiledBackend:
     cdef float **G
     cdef float **gb
     cdef float **V
+    cdef float **V2                 # adam's second moments (else V again)
+    cdef fm_opt opt
+    cdef long step_count
     cdef double *slice_cost
     cdef long *slice_correct
     cdef double *row_reg
@@ -742,14 +787,14 @@ cdef class CompiledBackend:
     cdef int32_t *job_layer         # layer of each of those rows
     cdef Py_ssize_t job_first[64]   # first row index of each layer (L <= 64)
     cdef float *scratch
-    cdef float l2, l1, mom
+    cdef float l2, l1
     cdef double phase[5]
     cdef object _keep
     cdef public str name
 
     def __cinit__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
                   n_threads=None, chunk_rows=256, input_scaling=None, activation="sigmoid",
-                  output="sigmoid"):
+                  output="sigmoid", optimizer=None, states2=None, step=0):
         self.name = "compiled"
         if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous \
                 or X.dtype not in (np.float32, np.uint8, np.float64):
@@ -781,7 +826,13 @@ cdef class CompiledBackend:
         if self.Bmax < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         _check_lambdas(1.0, l2, l1, momentum)
-        self.l2, self.l1, self.mom = l2, l1, momentum
+        self.l2, self.l1 = l2, l1
+        cdef int n_states = _set_opt(&self.opt, optimizer, momentum)
+        if int(step) < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        self.step_count = int(step)
+        if n_states == 2 and (states2 is None or len(states2) != L):
+            raise ValueError(f"states2: adam needs {L} second-moment matrices")
         self.T = _threads(n_threads)
         if self.T > self.Bmax:
             self.T = <int>self.Bmax
@@ -795,7 +846,7 @@ cdef class CompiledBackend:
 
         f32 = np.float32
         T = self.T
-        keep = [X, labels, weights, velocities]
+        keep = [X, labels, weights, velocities, states2]
         cdef const float[::1] sm, ss
         if input_scaling is not None or self.x_kind != 0:
             if input_scaling is None:
@@ -825,7 +876,8 @@ cdef class CompiledBackend:
         self.G = <float **>calloc(L, sizeof(float *))
         self.gb = <float **>calloc(L, sizeof(float *))
         self.V = <float **>calloc(L, sizeof(float *))
-        if not (self.A and self.D and self.G and self.gb and self.V):
+        self.V2 = <float **>calloc(L, sizeof(float *))
+        if not (self.A and self.D and self.G and self.gb and self.V and self.V2):
             raise MemoryError()
         cdef float[:, ::1] m2
         cdef float[::1] m1
@@ -855,7 +907,15 @@ cdef class CompiledBackend:
                 raise ValueError(f"velocities[{l}]: must be a C-contiguous float32 "
                                  f"array of shape {(n_out, n_in + 1)}")
             m2 = V
-            self.V[l] = &m2[0, 0]
+            self.V[l] = self.V2[l] = &m2[0, 0]
+            if n_states == 2:
+                V = states2[l]
+                if not (isinstance(V, np.ndarray) and V.dtype == np.float32
+                        and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
+                    raise ValueError(f"states2[{l}]: must be a C-contiguous float32 "
+                                     f"array of shape {(n_out, n_in + 1)}")
+                m2 = V
+                self.V2[l] = &m2[0, 0]
         md = buf(8 * T, np.float64)
         self.slice_cost = &md[0]
         ml = buf(8 * T, np.int_)
@@ -884,6 +944,12 @@ cdef class CompiledBackend:
         free(self.G)
         free(self.gb)
         free(self.V)
+        free(self.V2)
+
+    @property
+    def step(self):
+        """Optimiser steps taken (those before construction included)."""
+        return self.step_count
 
     @property
     def n_threads(self):
@@ -937,7 +1003,9 @@ cdef class CompiledBackend:
                 cost += self.slice_cost[8 * s]
                 correct += self.slice_correct[8 * s]
             t0 = _now()
-            reg = self._update(T, <float>lr)
+            self.step_count += 1
+            fm_opt_prepare(&self.opt, <float>lr, self.step_count)
+            reg = self._update(T)
             self.phase[4] += _now() - t0
         return cost, reg, correct
 
@@ -1022,7 +1090,7 @@ cdef class CompiledBackend:
             first = 0
             c0 += rows
 
-    cdef double _update(self, int T, float lr) noexcept nogil:
+    cdef double _update(self, int T) noexcept nogil:
         """Sum the T partial gradients, regularise and update every weight.
 
         One parallel loop over the rows of all layers, dealt out round robin
@@ -1034,25 +1102,26 @@ cdef class CompiledBackend:
         cdef double reg = 0.0
         if T > 1:
             for j in prange(self.n_jobs, schedule="static", chunksize=8, num_threads=T):
-                self._update_row(j, T, lr)
+                self._update_row(j, T)
         else:
             for j in range(self.n_jobs):
-                self._update_row(j, T, lr)
+                self._update_row(j, T)
         if self.l2 > 0 or self.l1 > 0:
             for j in range(self.n_jobs):
                 reg += self.row_reg[j]
         return reg
 
-    cdef inline void _update_row(self, Py_ssize_t j, int T, float lr) noexcept nogil:
+    cdef inline void _update_row(self, Py_ssize_t j, int T) noexcept nogil:
         cdef int l = self.job_layer[j]
         cdef Py_ssize_t i = j - self.job_first[l]
         cdef int n_in = self.net.n_in[l], n_out = self.net.n_out[l]
         cdef float *w = self.net.W[l] + i * (n_in + 1)
         cdef float *v = self.V[l] + i * (n_in + 1)
-        fm_update_bias(w, v, self.gb[l] + i, _r16(n_out), T, lr, self.mom)
-        self.row_reg[j] = fm_update_row(w + 1, v + 1, self.G[l] + i * n_in,
-                                        _r16(<Py_ssize_t>n_out * n_in), T, n_in, lr,
-                                        self.l2, self.l1, self.mom)
+        cdef float *v2 = self.V2[l] + i * (n_in + 1)
+        fm_update_bias(w, v, v2, self.gb[l] + i, _r16(n_out), T, &self.opt)
+        self.row_reg[j] = fm_update_row(w + 1, v + 1, v2 + 1, self.G[l] + i * n_in,
+                                        _r16(<Py_ssize_t>n_out * n_in), T, n_in,
+                                        self.l2, self.l1, &self.opt)
 
 
 Backend = CompiledBackend

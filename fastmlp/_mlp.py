@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _numpy_backend
 from ._history import History
+from ._optim import OPTIMIZERS, Optimizer
 from ._validation import (check_X, check_choice, check_nonneg_float,
                           check_positive_int, check_y)
 
@@ -170,7 +171,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         At the start of epoch e the rate is divided by ``1 + lr_decay * e``.
         Seeds: ``decrease_const``.
     momentum : float, default 5e-5
-        ``W -= lr G + momentum dW_prev``.  Seeds: ``mom_rate``.
+        ``W -= lr G + momentum dW_prev``.  Seeds: ``mom_rate``.  Used by the
+        "sgd" optimizer only.
+    optimizer : {"sgd", "rmsprop", "adam"}, default "sgd"
+        "sgd": the seeds' momentum rule above.  "rmsprop" and "adam": the
+        rules of Keras's ``RMSprop`` and ``Adam`` (see ``rho``, ``beta_1``,
+        ``beta_2``, ``epsilon``), applied to the regularised gradient of the
+        summed batch cost, with ``learning_rate`` and its decay as the rate.
+        Keras's defaults for both are learning_rate 0.001 and no decay.
+    rho : float, default 0.9
+        rmsprop: decay of the running mean of squared gradients.
+    beta_1, beta_2 : float, default 0.9, 0.999
+        adam: decays of the first and second moment estimates.
+    epsilon : float, default 1e-7
+        rmsprop and adam: the small constant of the denominator (Keras's
+        placement: inside the square root for rmsprop, outside for adam).
     l2 : float, default 0.01
         L2 factor; adds ``l2/2 sum W^2`` to each batch cost.  Seeds:
         ``lambda2_reg``.
@@ -228,6 +243,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Per-batch and per-epoch record of the training.
     n_iter_ : int
         Epochs trained so far.
+    optimizer_steps_ : int
+        Weight updates (batches) trained so far; adam's bias correction
+        counts them.
     learning_rate_ : float
         Rate used in the last epoch.
     """
@@ -235,8 +253,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, hidden_layer_sizes=(70, 30), *, activation="sigmoid",
                  output="sigmoid", epochs=35,
                  batch_size=500,
-                 learning_rate=0.001, lr_decay=1e-6, momentum=5e-5, l2=0.01,
-                 l1=0.0, init_factor=2.0, shuffle=True, scaling="standard",
+                 learning_rate=0.001, lr_decay=1e-6, momentum=5e-5,
+                 optimizer="sgd", rho=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 l2=0.01, l1=0.0, init_factor=2.0, shuffle=True, scaling="standard",
                  train_accuracy="batch", eval_period=1, backend="compiled",
                  n_threads=None, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -247,6 +266,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
         self.momentum = momentum
+        self.optimizer = optimizer
+        self.rho = rho
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.l2 = l2
         self.l1 = l1
         self.init_factor = init_factor
@@ -291,6 +315,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             output=check_choice("output", self.output, _numpy_backend.OUTPUTS),
             backend=check_choice("backend", self.backend, BACKENDS),
         )
+        optimizer = check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for name in ("rho", "beta_1", "beta_2", "epsilon"):
+            check_nonneg_float(name, getattr(self, name), allow_zero=(name != "epsilon"))
+        try:
+            p["optimizer"] = Optimizer.checked(Optimizer(
+                optimizer, float(self.rho), float(self.beta_1), float(self.beta_2),
+                float(self.epsilon)))
+        except ValueError as exc:
+            raise ValueError(f"{exc} (optimizer {optimizer!r})") from None
         if self.n_threads is not None:
             p["n_threads"] = check_positive_int("n_threads", self.n_threads)
         else:
@@ -430,6 +463,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._rng = np.random.default_rng(self.random_state)
         self.coefs_ = self._init_weights(self._rng)
         self._velocities = [np.zeros_like(W) for W in self.coefs_]
+        self._states2 = ([np.zeros_like(W) for W in self.coefs_]
+                         if p["optimizer"].n_states == 2 else None)
+        self.optimizer_steps_ = 0
         self.n_iter_ = 0
         self.history_ = History(p["train_accuracy"])
 
@@ -460,7 +496,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             trainer = mod.Backend(src, Y, self.coefs_, self._velocities, batch,
                                   p["l2"], p["l1"], p["momentum"], slices,
                                   input_scaling=(self.mean_, self.scale_),
-                                  activation=p["activation"], output=p["output"])
+                                  activation=p["activation"], output=p["output"],
+                                  optimizer=p["optimizer"], states2=self._states2,
+                                  step=self.optimizer_steps_)
             Xs_full = None       # the scaled training set, made if "full" asks
             costs = np.empty(n_batches)
             regs = np.empty(n_batches)
@@ -475,6 +513,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     costs[b] = cost + reg
                     regs[b] = reg
                     correct += ok
+                    self.optimizer_steps_ = trainer.step
                     if callback is not None:
                         callback(self.n_iter_, b, n_batches, cost + reg)
                 t1 = time.perf_counter()

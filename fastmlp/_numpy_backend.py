@@ -35,6 +35,8 @@ from time import perf_counter
 import numpy as np
 from scipy.special import expit
 
+from ._optim import Optimizer
+
 __all__ = [
     "forward_layer",
     "output_delta",
@@ -152,22 +154,34 @@ def regularization_cost(W, l2, l1):
     return cost
 
 
-def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp):
-    """Regularised batch gradient, then the momentum update of ``W``.
+def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp,
+                    optimizer=None, state2=None, step=1):
+    """Regularised batch gradient, then one optimiser step on ``W``.
 
     Gw := delta^T . A_prev + l2 W[:, 1:] + l1 sign(W[:, 1:]);  gb := sum_b delta
-    dW := lr [gb | Gw];  W -= dW + momentum dW_prev;  dW_prev := dW
+    then, with G = [gb | Gw] (see :mod:`fastmlp._optim`):
+
+    sgd      dW := lr G;  W -= dW + momentum dW_prev;  dW_prev := dW
+    rmsprop  dW_prev := rho dW_prev + (1 - rho) G^2;  W -= lr G / sqrt(dW_prev + eps)
+    adam     dW_prev (m) and state2 (v) as Keras updates them at step ``step``;
+             W -= m alpha / (sqrt(v) + eps)
 
     delta   : (B, n_out) float32                # IN
     A_prev  : (B, n_in) float32                 # IN
     W       : (n_out, 1 + n_in) float32, C      # IN/OUT
-    dW_prev : (n_out, 1 + n_in) float32, C      # IN/OUT
-    Gw      : (n_out, n_in) float32, C          # OUT (holds lr*gradient after)
-    gb      : (n_out,) float32                  # OUT (holds lr*bias gradient)
+    dW_prev : (n_out, 1 + n_in) float32, C      # IN/OUT  the optimiser's first state
+    Gw      : (n_out, n_in) float32, C          # OUT (the amount subtracted from
+    gb      : (n_out,) float32                  # OUT  W[:, 1:] / W[:, 0] after)
     tmp     : (n_out, n_in) float32 scratch     # OUT (clobbered)
+    optimizer : None (sgd), a name or an :class:`fastmlp._optim.Optimizer`
+    state2  : like dW_prev, adam's second moment  # IN/OUT (adam only)
+    step    : 1-based number of this step (adam's bias correction)
 
     Terms whose lambda is 0 are not computed.
     """
+    opt = Optimizer.checked(optimizer)
+    if opt.n_states == 2 and (state2 is None or state2.shape != W.shape):
+        raise ValueError(f"state2: adam needs a second state array of shape {W.shape}")
     np.matmul(delta.T, A_prev, out=Gw)
     np.sum(delta, axis=0, out=gb)
     Ww = W[:, 1:]
@@ -179,15 +193,47 @@ def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp
         np.sign(Ww, out=tmp)
         tmp *= real(l1)
         Gw += tmp
-    lr = real(lr)
-    Gw *= lr
-    gb *= lr
-    mom = real(momentum)
-    for dw, w, prev in ((Gw, Ww, dW_prev[:, 1:]), (gb, W[:, 0], dW_prev[:, 0])):
-        prev *= mom
-        prev += dw          # dW + momentum dW_prev
-        w -= prev
-        prev[...] = dw
+    consts = opt.constants(lr, step, real)
+    s2 = state2 if state2 is not None else dW_prev
+    _opt_step(opt.name, Ww, dW_prev[:, 1:], s2[:, 1:], Gw, tmp, consts, real(momentum))
+    _opt_step(opt.name, W[:, 0], dW_prev[:, 0], s2[:, 0], gb, tmp.reshape(-1)[:gb.shape[0]],
+              consts, real(momentum))
+
+
+def _opt_step(name, w, s1, s2, g, tmp, consts, mom):
+    """One optimiser step in place, float operations in the compiled kernel's
+    order (csrc fm_opt_step); ``g`` holds the amount subtracted from ``w``
+    afterwards."""
+    lr, rho, omr, omb1, omb2, alpha, eps = consts
+    if name == "rmsprop":
+        s1 *= rho
+        np.multiply(g, g, out=tmp)
+        tmp *= omr
+        s1 += tmp                       # v = v rho + (g g) (1 - rho)
+        np.add(s1, eps, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        g *= lr
+        g /= tmp                        # inc = (g lr) / sqrt(v + eps)
+        w -= g
+    elif name == "adam":
+        np.subtract(g, s1, out=tmp)
+        tmp *= omb1
+        s1 += tmp                       # m = m + (g - m)(1 - b1)
+        np.multiply(g, g, out=tmp)
+        tmp -= s2
+        tmp *= omb2
+        s2 += tmp                       # v = v + (g g - v)(1 - b2)
+        np.sqrt(s2, out=tmp)
+        tmp += eps
+        np.multiply(s1, alpha, out=g)
+        g /= tmp                        # inc = (m alpha) / (sqrt(v) + eps)
+        w -= g
+    else:
+        g *= lr                         # dw = g lr
+        s1 *= mom
+        s1 += g                         # step = v mom + dw
+        w -= s1
+        s1[...] = g                     # v = dw
 
 
 def predict_proba(X, weights, out, block_rows=4096, n_threads=None, activation="sigmoid",
@@ -231,6 +277,12 @@ class NumpyBackend:
     n_threads : ignored (NumPy's BLAS threads are set by the caller)
     input_scaling : (mean, scale) or None   X is scaled once, here, into a
                                             float32 copy: (x - mean) / scale
+    optimizer : None (sgd), a name or an Optimizer (:mod:`fastmlp._optim`)
+    states2 : list like ``weights``         adam's second moments, updated in
+                                            place (adam only)
+    step : int                              optimiser steps already taken
+                                            (adam's bias correction); counts on
+                                            in :attr:`step`
 
     All buffers are allocated here, once; :meth:`train_batch` only writes
     into leading row slices of them.
@@ -240,7 +292,15 @@ class NumpyBackend:
 
     def __init__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
                  n_threads=None, input_scaling=None, activation="sigmoid",
-                 output="sigmoid"):
+                 output="sigmoid", optimizer=None, states2=None, step=0):
+        self.optimizer = Optimizer.checked(optimizer)
+        if self.optimizer.n_states == 2:
+            if states2 is None or len(states2) != len(weights) or any(
+                    S.shape != W.shape or S.dtype != W.dtype for S, W in zip(states2, weights)):
+                raise ValueError("states2: adam needs one second-moment array per weight "
+                                 "matrix, of the matrix's shape and dtype")
+        self.states2 = states2
+        self.step = int(step)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
         if output not in OUTPUTS:
@@ -297,10 +357,13 @@ class NumpyBackend:
         for l in range(len(Ws) - 1, 0, -1):
             hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1], self.activation)
         t3 = perf_counter()
+        self.step += 1
+        s2 = self.states2
         for l, W in enumerate(Ws):
             gradient_update(D[l], A[l], W, self.velocities[l], lr, self.l2,
                             self.l1, self.momentum, self._Gw[l], self._gb[l],
-                            self._Wtmp[l])
+                            self._Wtmp[l], self.optimizer,
+                            None if s2 is None else s2[l], self.step)
         t4 = perf_counter()
         ph = self._phase
         ph[0] += t1 - t0

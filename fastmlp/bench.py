@@ -17,6 +17,11 @@ for the batch size (0.001 below 10000, 0.0001 above, as the seeds ran batch
                      fastmlp does it (skipped, with the reason, if not installed)
   sklearn sgd        scikit-learn MLPClassifier(70, 30), logistic, sgd; its
                      rate and alpha scaled to match fastmlp's summed loss
+  fastmlp rmsprop    fastmlp with optimizer="rmsprop" (lr 0.001, no decay, L2 0.01)
+  keras rmsprop      the seed MLP's layers in Keras, started from the same initial
+                     weights as the fastmlp rmsprop row, trained by model.fit with
+                     Keras's RMSprop on the same standardised data and the same
+                     objective (keras_models.objective_mlp): equal terms
   keras cnn          (only with --cnn) the seeds' CNN, --cnn-epochs epochs
 
 The per-phase breakdown (like the seeds' t1..t6) comes from one fastmlp
@@ -46,9 +51,11 @@ import fastmlp
 from fastmlp import MLPClassifier
 from fastmlp.datasets import load_mnist
 
-ROWS = ("fastmlp", "numpy", "keras", "keras-xla", "torch", "sklearn")
+ROWS = ("fastmlp", "numpy", "keras", "keras-xla", "torch", "sklearn", "fastmlp-rmsprop",
+        "keras-rmsprop")
 LABELS = {"fastmlp": "fastmlp compiled", "numpy": "fastmlp numpy", "keras": "keras seed",
           "keras-xla": "keras seed xla", "torch": "torch sgd", "sklearn": "sklearn sgd",
+          "fastmlp-rmsprop": "fastmlp rmsprop", "keras-rmsprop": "keras rmsprop",
           "cnn": "keras cnn (seed)"}
 
 
@@ -71,6 +78,44 @@ def run_fastmlp(data, batch, epochs, threads, seed, backend="compiled"):
     t = time.perf_counter()
     m.fit(X, y)
     return time.perf_counter() - t, m.score(Xt, yt)
+
+
+#: The equal-terms rmsprop rows: Keras's default rate, no decay (Keras has
+#: none), fastmlp's default L2.  rmsprop's step hardly depends on the scale
+#: of the gradient, so one rate serves every batch size.
+RMSPROP = dict(optimizer="rmsprop", learning_rate=0.001, lr_decay=0.0, l2=0.01)
+
+
+def initial_weights(n_features, n_classes, seed, hidden=(70, 30)):
+    """The weights an MLPClassifier with ``random_state=seed`` starts from."""
+    m = MLPClassifier(hidden, random_state=seed)
+    m._params = m._check_params()
+    m.layers_ = (n_features,) + tuple(hidden) + (n_classes,)
+    return m._init_weights(np.random.default_rng(seed))
+
+
+def run_fastmlp_rmsprop(data, batch, epochs, threads, seed):
+    (X, y), (Xt, yt) = data
+    m = MLPClassifier(batch_size=batch, epochs=epochs, n_threads=threads,
+                      random_state=seed, **RMSPROP)
+    t = time.perf_counter()
+    m.fit(X, y)
+    return time.perf_counter() - t, m.score(Xt, yt)
+
+
+def run_keras_rmsprop(data, batch, epochs, threads, seed):
+    tf = _tf(threads)
+    from fastmlp.keras_models import objective_mlp
+    (X, y), (Xt, yt) = _standardised(data)
+    Y = np.eye(10, dtype=np.float32)[y]
+    tf.keras.utils.set_random_seed(seed)
+    model = objective_mlp(initial_weights(X.shape[1], 10, seed), l2=RMSPROP["l2"],
+                          optimizer="rmsprop", learning_rate=RMSPROP["learning_rate"])
+    t = time.perf_counter()
+    model.fit(X, Y, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
+    elapsed = time.perf_counter() - t
+    acc = float(np.mean(model.predict(Xt, batch_size=10_000, verbose=0).argmax(1) == yt))
+    return elapsed, acc
 
 
 def run_numpy(data, batch, epochs, threads, seed):
@@ -198,7 +243,8 @@ def run_cnn(data, batch, epochs, threads, seed):
 
 
 RUNNERS = {"fastmlp": run_fastmlp, "numpy": run_numpy, "keras": run_keras,
-           "keras-xla": run_keras_xla, "torch": run_torch, "sklearn": run_sklearn}
+           "keras-xla": run_keras_xla, "torch": run_torch, "sklearn": run_sklearn,
+           "fastmlp-rmsprop": run_fastmlp_rmsprop, "keras-rmsprop": run_keras_rmsprop}
 
 
 # ---------------------------------------------------------------- helpers
@@ -320,6 +366,16 @@ def main(argv=None):
                   f"{r['test_acc']:8.4f} {speed:>11}")
     for key, why in skipped.items():
         print(f"{'':6}  {LABELS[key]:18s} skipped: {why}")
+    for B in batch_sizes:
+        pair = [next((r for r in results if r["row"] == k and r["batch_size"] == B), None)
+                for k in ("fastmlp-rmsprop", "keras-rmsprop")]
+        if all(pair):
+            f, k = pair
+            f["keras_rmsprop_speedup"] = k["seconds"] / f["seconds"]
+            print(f"equal terms, batch {B} (rmsprop, same initial weights, data, objective):"
+                  f" fastmlp {f['seconds']:.2f} s acc {f['test_acc']:.4f}, keras "
+                  f"{k['seconds']:.2f} s acc {k['test_acc']:.4f}: fastmlp is "
+                  f"{f['keras_rmsprop_speedup']:.2f}x faster")
 
     B0 = batch_sizes[0]
     phases = phase_breakdown(data, B0, args.epochs, args.threads)

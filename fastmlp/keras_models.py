@@ -10,6 +10,10 @@ raises ImportError with the install hint when it is missing
 * :func:`seed_cnn` -- the seeds' CNN builder: lists of conv, pool and dense
   layer specs with an activation per layer; with the default specs it has
   96,844 parameters, the seeds' count.
+* :func:`objective_mlp` -- the seed MLP's layers with given (e.g. fastmlp's
+  initial) weights, compiled with fastmlp's objective and an rmsprop or adam
+  optimiser that takes the same steps, for ``model.fit``: the Keras side of
+  the benchmark's equal-terms comparison.
 * :class:`KerasTwin` / :func:`keras_twin` -- the same network as a fastmlp
   model, with its current weights, its scaling, the summed LogLoss with its
   regularisation and its momentum rule, computed by TensorFlow.  The tests use
@@ -19,7 +23,7 @@ raises ImportError with the install hint when it is missing
 import numpy as np
 
 __all__ = ["seed_mlp", "seed_cnn", "SEED_CNN_LAYERS", "KerasTwin", "keras_twin",
-           "mnist_for_keras"]
+           "mnist_for_keras", "objective_mlp"]
 
 
 def _tf():
@@ -52,6 +56,51 @@ def seed_mlp(n_inputs=784, hidden=(70, 30), n_classes=10, l2=0.01, optimizer="rm
     model = keras.Sequential(layers)
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    return model
+
+
+def objective_mlp(weights, l2=0.0, l1=0.0, optimizer="rmsprop", learning_rate=0.001,
+                  rho=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7, jit_compile=None,
+                  steps_per_execution=1):
+    """A Keras MLP that solves the problem a fastmlp fit solves, for ``model.fit``.
+
+    Dense sigmoid layers (the seed MLP's for the default sizes) whose kernels
+    and biases are ``weights`` (fastmlp layout: ``(n_out, 1 + n_in)``, bias in
+    column 0), compiled with fastmlp's objective divided by the number of
+    outputs K: Keras's binary cross-entropy averages over the outputs, so
+    ``BinaryCrossentropy(reduction="sum")`` is the summed LogLoss / K, and the
+    kernel regularisers are ``l2 / (2K)`` and ``l1 / K`` on every layer.  The
+    optimiser's epsilon is rescaled (rmsprop eps / K^2, inside the root;
+    adam eps / K) so Keras's RMSprop / Adam take the same steps on the
+    scaled objective that fastmlp's take on the unscaled one.
+
+    Train it on inputs scaled as the fastmlp model scales them, with one-hot
+    targets.  ``jit_compile`` and ``steps_per_execution`` go to ``compile``.
+    """
+    tf = _tf()
+    keras = tf.keras
+    weights = [np.asarray(W, np.float32) for W in weights]
+    K = weights[-1].shape[0]
+    reg = (keras.regularizers.L1L2(l1=l1 / K, l2=l2 / (2 * K))
+           if (l2 > 0 or l1 > 0) else None)
+    layers = [keras.Input((weights[0].shape[1] - 1,))]
+    for W in weights:
+        layers.append(keras.layers.Dense(W.shape[0], activation="sigmoid",
+                                         kernel_regularizer=reg))
+    model = keras.Sequential(layers)
+    for layer, W in zip(model.layers, weights):
+        layer.set_weights([np.ascontiguousarray(W[:, 1:].T), W[:, 0].copy()])
+    if optimizer == "rmsprop":
+        opt = keras.optimizers.RMSprop(learning_rate, rho=rho, epsilon=epsilon / K**2)
+    elif optimizer == "adam":
+        opt = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2,
+                                    epsilon=epsilon / K)
+    else:
+        raise ValueError(f"objective_mlp: optimizer must be 'rmsprop' or 'adam', "
+                         f"got {optimizer!r}")
+    model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(reduction="sum"),
+                  metrics=["accuracy"], jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
     return model
 
 
@@ -120,17 +169,23 @@ class KerasTwin:
     weights : list of (n_out, 1 + n_in) arrays   fastmlp layout, bias in column 0
     mean, scale : arrays or None                 fastmlp's input scaling
     l2, l1, momentum : float                     fastmlp's hyperparameters
+    optimizer, rho, beta_1, beta_2, epsilon      fastmlp's optimiser; "rmsprop"
+                                                 and "adam" are Keras's own
+                                                 ``keras.optimizers`` classes
 
     ``model`` is a ``keras.Sequential`` of Dense layers (``activation`` in the
     hidden layers, sigmoid at the output) whose kernel
     is ``W[:, 1:].T`` and bias ``W[:, 0]``.  The loss is fastmlp's: binary
     cross-entropy summed over outputs and samples plus ``l2/2 sum W^2 + l1
-    sum |W|`` over the kernels, and :meth:`train_step` applies fastmlp's
-    momentum rule ``W -= lr G + momentum dW_prev`` with plain TensorFlow ops.
+    sum |W|`` over the kernels.  :meth:`train_step` applies fastmlp's
+    momentum rule ``W -= lr G + momentum dW_prev`` with plain TensorFlow ops
+    for "sgd", and ``keras.optimizers.RMSprop`` / ``Adam`` for "rmsprop" /
+    "adam", so those two are checked against Keras's implementation.
     """
 
     def __init__(self, weights, mean=None, scale=None, l2=0.0, l1=0.0, momentum=0.0,
-                 activation="sigmoid", output="sigmoid"):
+                 activation="sigmoid", output="sigmoid", optimizer="sgd", rho=0.9,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         tf = _tf()
         self._tf = tf
         keras = tf.keras
@@ -150,6 +205,15 @@ class KerasTwin:
         for layer in self.model.layers:
             self._vars += [layer.kernel, layer.bias]
         self._prev = [tf.Variable(tf.zeros_like(v)) for v in self._vars]
+        self.optimizer = optimizer
+        if optimizer == "rmsprop":
+            self._opt = keras.optimizers.RMSprop(rho=rho, epsilon=epsilon)
+        elif optimizer == "adam":
+            self._opt = keras.optimizers.Adam(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
+        elif optimizer == "sgd":
+            self._opt = None
+        else:
+            raise ValueError(f"unknown optimizer {optimizer!r}")
 
     def transform(self, X):
         """Scale X as the fastmlp model does (float32)."""
@@ -196,9 +260,14 @@ class KerasTwin:
         return float(data), float(reg), out
 
     def train_step(self, Xs, Y, lr):
-        """One step of fastmlp's rule on the batch: dW = lr G;
-        W -= dW + momentum dW_prev; dW_prev = dW.  Returns the batch cost."""
+        """One optimiser step on the batch at rate ``lr``; for "sgd"
+        fastmlp's rule dW = lr G; W -= dW + momentum dW_prev; dW_prev = dW.
+        Returns the batch cost before the step."""
         data, reg, grads = self._tape(Xs, Y)
+        if self._opt is not None:
+            self._opt.learning_rate = float(lr)
+            self._opt.apply_gradients(zip(grads, self._vars))
+            return float(data + reg)
         for v, g, prev in zip(self._vars, grads, self._prev):
             dw = lr * g
             v.assign_sub(dw + self.momentum * prev)
@@ -221,4 +290,5 @@ def keras_twin(model):
         raise ValueError("keras_twin needs a fitted MLPClassifier")
     return KerasTwin(model.coefs_, model.mean_, model.scale_, l2=model.l2, l1=model.l1,
                      momentum=model.momentum, activation=model.activation,
-                     output=model.output)
+                     output=model.output, optimizer=model.optimizer, rho=model.rho,
+                     beta_1=model.beta_1, beta_2=model.beta_2, epsilon=model.epsilon)
