@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from . import _numpy_backend
 from ._history import History
 from ._validation import (check_X, check_choice, check_nonneg_float,
-                          check_positive_int, check_y)
+                          check_positive_int, check_validation_data, check_y)
 
 __all__ = ["MLPClassifier", "lr_schedule"]
 
@@ -330,13 +330,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.mean_ = np.asarray(mean, np.float32)
         self.scale_ = np.asarray(scale, np.float32)
 
-    def _encode(self, y):
+    def _encode(self, y, name="y"):
         """Map labels to output-node indices; unknown labels raise."""
         idx = np.searchsorted(self.classes_, y)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         bad = self.classes_[idx] != y
         if np.any(bad):
-            raise ValueError(f"y contains labels not seen in fit: {np.unique(y[bad])[:5]}")
+            raise ValueError(f"{name} contains labels not seen in fit: {np.unique(y[bad])[:5]}")
         return idx
 
     def _one_hot(self, idx):
@@ -436,10 +436,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _validation(self, validation_data):
         if validation_data is None:
             return None
-        Xv, yv = validation_data
+        Xv, yv = check_validation_data(validation_data)
         Xv = check_X(Xv, "validation X", self.n_features_in_)
         yv = check_y(yv, Xv.shape[0], "validation y")
-        return self._standardized(Xv), self._encode(yv)
+        return self._standardized(Xv), self._encode(yv, "validation y")
 
     @property
     def loss_curve_(self):

@@ -128,3 +128,14 @@ def check_y(y, n_samples, name="y"):
                          "floats; a classifier needs class labels")
     return arr
 
+
+def check_validation_data(validation_data):
+    """Return ``(X_val, y_val)`` from ``validation_data``, or raise naming it."""
+    try:
+        Xv, yv = validation_data
+    except (TypeError, ValueError):
+        what = (f"{len(validation_data)} items" if hasattr(validation_data, "__len__")
+                else type(validation_data).__name__)
+        raise ValueError("validation_data must be a pair (X_val, y_val), got "
+                         f"{what}") from None
+    return Xv, yv
