@@ -264,6 +264,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         hidden = self.hidden_layer_sizes
         if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
             hidden = (hidden,)
+        if isinstance(hidden, str):      # tuple("70") would be ("7", "0")
+            raise TypeError(f"hidden_layer_sizes must be a tuple of ints, got {hidden!r}")
         try:
             hidden = tuple(hidden)
         except TypeError:
@@ -402,8 +404,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         first = not hasattr(self, "coefs_")
+        checked = self._check_params()   # every call: a bad value set since is named
         if first:
-            self._params = self._check_params()
+            self._params = checked
         X = check_X(X, n_features=None if first else self.n_features_in_)
         y = check_y(y, X.shape[0])
         if first:
