@@ -18,7 +18,7 @@ from . import _numpy_backend
 from ._history import History
 from ._optim import OPTIMIZERS, Optimizer
 from ._validation import (check_X, check_choice, check_nonneg_float,
-                          check_positive_int, check_y)
+                          check_positive_int, check_validation_data, check_y)
 
 __all__ = ["MLPClassifier", "lr_schedule"]
 
@@ -288,6 +288,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         hidden = self.hidden_layer_sizes
         if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
             hidden = (hidden,)
+        if isinstance(hidden, str):      # tuple("70") would be ("7", "0")
+            raise TypeError(f"hidden_layer_sizes must be a tuple of ints, got {hidden!r}")
         try:
             hidden = tuple(hidden)
         except TypeError:
@@ -363,13 +365,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.mean_ = np.asarray(mean, np.float32)
         self.scale_ = np.asarray(scale, np.float32)
 
-    def _encode(self, y):
+    def _encode(self, y, name="y"):
         """Map labels to output-node indices; unknown labels raise."""
         idx = np.searchsorted(self.classes_, y)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         bad = self.classes_[idx] != y
         if np.any(bad):
-            raise ValueError(f"y contains labels not seen in fit: {np.unique(y[bad])[:5]}")
+            raise ValueError(f"{name} contains labels not seen in fit: {np.unique(y[bad])[:5]}")
         return idx
 
     def _one_hot(self, idx):
@@ -435,8 +437,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         first = not hasattr(self, "coefs_")
+        checked = self._check_params()   # every call: a bad value set since is named
         if first:
-            self._params = self._check_params()
+            self._params = checked
         X = check_X(X, n_features=None if first else self.n_features_in_)
         y = check_y(y, X.shape[0])
         if first:
@@ -472,10 +475,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _validation(self, validation_data):
         if validation_data is None:
             return None
-        Xv, yv = validation_data
+        Xv, yv = check_validation_data(validation_data)
         Xv = check_X(Xv, "validation X", self.n_features_in_)
         yv = check_y(yv, Xv.shape[0], "validation y")
-        return self._standardized(Xv), self._encode(yv)
+        return self._standardized(Xv), self._encode(yv, "validation y")
 
     @property
     def loss_curve_(self):

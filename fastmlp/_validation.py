@@ -54,7 +54,11 @@ def check_X(X, name="X", n_features=None):
     if sp.issparse(X):
         raise TypeError(f"{name} is a sparse matrix, but fastmlp needs dense data: "
                         f"convert it with {name}.toarray()")
-    arr = np.asarray(X)
+    try:
+        arr = np.asarray(X)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{name} is not a rectangular 2-D array of numbers "
+                         f"(rows of different lengths?): {exc}") from None
     if np.iscomplexobj(arr):
         raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
     if arr.dtype == object:
@@ -114,7 +118,24 @@ def check_y(y, n_samples, name="y"):
         raise ValueError(f"{name} contains NaN or infinity")
     if arr.dtype == object and any(v is None for v in arr):
         raise ValueError(f"{name} contains None")
+    if arr.dtype == object and any(isinstance(v, (float, np.floating)) and v != v
+                                   for v in arr):
+        # a missing value among string labels; np.unique would fail on it
+        # with "'<' not supported between instances of 'float' and 'str'"
+        raise ValueError(f"{name} contains NaN")
     if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
         raise ValueError(f"Unknown label type: continuous. {name} holds non-integer "
                          "floats; a classifier needs class labels")
     return arr
+
+
+def check_validation_data(validation_data):
+    """Return ``(X_val, y_val)`` from ``validation_data``, or raise naming it."""
+    try:
+        Xv, yv = validation_data
+    except (TypeError, ValueError):
+        what = (f"{len(validation_data)} items" if hasattr(validation_data, "__len__")
+                else type(validation_data).__name__)
+        raise ValueError("validation_data must be a pair (X_val, y_val), got "
+                         f"{what}") from None
+    return Xv, yv
