@@ -427,8 +427,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         The first call starts a new network; it needs ``classes`` (every label
         that will ever be seen), or takes the labels present in ``y``.  It also
         fixes the input scaling from this first X.  Later calls continue the
-        learning-rate schedule and the momentum, and record into the same
-        ``history_``.
+        learning-rate schedule and the optimiser state, and record into the
+        same ``history_``.  Hyperparameters changed with ``set_params``
+        between calls (rates, lambdas, momentum, batch size, threads, backend)
+        take effect; changing the layers, activation, output, scaling or
+        optimizer raises ValueError.
 
         ``callback`` is as for :meth:`fit`.
 
@@ -438,8 +441,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """
         first = not hasattr(self, "coefs_")
         checked = self._check_params()   # every call: a bad value set since is named
-        if first:
-            self._params = checked
+        if not first:
+            fixed = [k for k in ("hidden", "activation", "output", "scaling")
+                     if checked[k] != self._params[k]]
+            if checked["optimizer"].name != self._params["optimizer"].name:
+                fixed.append("optimizer")
+            if fixed:
+                raise ValueError(f"partial_fit: {', '.join(fixed)} changed since the first "
+                                 "call; they fix the network and its state (call fit to "
+                                 "start afresh)")
+        self._params = checked           # later calls use rates, lambdas, batch size set since
         X = check_X(X, n_features=None if first else self.n_features_in_)
         y = check_y(y, X.shape[0])
         if first:

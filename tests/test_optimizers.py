@@ -254,3 +254,21 @@ def test_version_1_model_files_still_load(digits, tmp_path):
     loaded = fastmlp.load(old)
     assert loaded.optimizer == "sgd"
     np.testing.assert_array_equal(loaded.predict_outputs(X), m.predict_outputs(X))
+
+
+def test_partial_fit_takes_new_rates_and_refuses_structural_changes(digits):
+    (X, y), _ = digits
+    same, m = (MLPClassifier((10,), random_state=0, l2=0.0).partial_fit(X, y)
+               for _ in range(2))
+    m.set_params(l2=50.0)                   # a huge penalty: smaller weights than
+    for model in (same, m):                 # the same epoch without it
+        model.partial_fit(X, y)
+    sq = [sum(float((W[:, 1:] ** 2).sum()) for W in mod.coefs_) for mod in (same, m)]
+    assert sq[1] < 0.9 * sq[0]
+    assert m.history_.reg_share[1] > 0 == same.history_.reg_share[1]
+    for change in (dict(hidden_layer_sizes=(11,)), dict(activation="tanh"),
+                   dict(optimizer="adam"), dict(scaling="minmax")):
+        bad = MLPClassifier((10,), random_state=0).partial_fit(X, y)
+        bad.set_params(**change)
+        with pytest.raises(ValueError, match=f"{next(iter(change)).split('_layer')[0]}"):
+            bad.partial_fit(X, y)
