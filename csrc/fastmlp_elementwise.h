@@ -18,6 +18,7 @@
 #ifndef FASTMLP_ELEMENTWISE_H
 #define FASTMLP_ELEMENTWISE_H
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -239,11 +240,13 @@ static inline void fm_opt_prepare(fm_opt *o, float lr, long step)
 /* One optimiser step on n weights w with gradients g (g := the amount
  * subtracted from w, i.e. dw for FM_SGD and the increment otherwise);
  * s1 is v (FM_SGD: last dw; FM_RMSPROP: mean square; FM_ADAM: first
- * moment), s2 the FM_ADAM second moment (unused otherwise). */
-FM_CLONES static void fm_opt_step(float *restrict w, float *restrict s1,
-                                  float *restrict s2, float *restrict g,
-                                  ptrdiff_t n, const fm_opt *o)
+ * moment), s2 the FM_ADAM second moment (unused otherwise).  Returns 1
+ * when an updated weight is NaN or infinite (divergence), else 0. */
+FM_CLONES static int fm_opt_step(float *restrict w, float *restrict s1,
+                                 float *restrict s2, float *restrict g,
+                                 ptrdiff_t n, const fm_opt *o)
 {
+    int bad = 0;      /* set when an updated weight is NaN or infinite */
     if (o->kind == FM_RMSPROP) {
         const float lr = o->lr, rho = o->rho, omr = o->omr, eps = o->eps;
         for (ptrdiff_t j = 0; j < n; ++j) {
@@ -251,7 +254,9 @@ FM_CLONES static void fm_opt_step(float *restrict w, float *restrict s1,
             float v = s1[j] * rho + (gj * gj) * omr;
             float inc = (gj * lr) / sqrtf(v + eps);
             s1[j] = v;
-            w[j] = w[j] - inc;
+            float wn = w[j] - inc;
+            bad |= !(fabsf(wn) <= FLT_MAX);
+            w[j] = wn;
             g[j] = inc;
         }
     } else if (o->kind == FM_ADAM) {
@@ -263,7 +268,9 @@ FM_CLONES static void fm_opt_step(float *restrict w, float *restrict s1,
             float inc = (m * alpha) / (sqrtf(v) + eps);
             s1[j] = m;
             s2[j] = v;
-            w[j] = w[j] - inc;
+            float wn = w[j] - inc;
+            bad |= !(fabsf(wn) <= FLT_MAX);
+            w[j] = wn;
             g[j] = inc;
         }
     } else {
@@ -271,11 +278,14 @@ FM_CLONES static void fm_opt_step(float *restrict w, float *restrict s1,
         for (ptrdiff_t j = 0; j < n; ++j) {
             float dw = g[j] * lr;
             float step = s1[j] * mom + dw;
-            w[j] = w[j] - step;
+            float wn = w[j] - step;
+            bad |= !(fabsf(wn) <= FLT_MAX);
+            w[j] = wn;
             s1[j] = dw;
             g[j] = dw;
         }
     }
+    return bad;
 }
 
 /* Sum of the partial gradients of `parts` threads (into part 0), then the
@@ -284,7 +294,9 @@ FM_CLONES static void fm_opt_step(float *restrict w, float *restrict s1,
  * followed by fm_opt_step.  Terms whose lambda is 0 are skipped; G (part 0)
  * holds the amount subtracted from w afterwards (see fm_opt_step).
  * Returns the row's part of the regularisation cost of the weights before
- * the update, l2/2 sum w^2 + l1 sum |w|, accumulated in double.
+ * the update, l2/2 sum w^2 + l1 sum |w|, accumulated in double, or NaN
+ * when an updated weight is NaN or infinite (the trainer's divergence
+ * signal, free in this memory-bound pass).
  * The float operations are ordered as in the NumPy twin. */
 FM_CLONES static double fm_update_row(float *restrict w, float *restrict s1,
                                       float *restrict s2, float *restrict G,
@@ -316,7 +328,8 @@ FM_CLONES static double fm_update_row(float *restrict w, float *restrict s1,
             G[j] = G[j] + s * l1;
         }
     }
-    fm_opt_step(w, s1, s2, G, n, o);
+    if (fm_opt_step(w, s1, s2, G, n, o))
+        return NAN;
     return 0.5 * (double)l2 * sq + (double)l1 * ab;
 }
 
@@ -335,15 +348,15 @@ FM_CLONES static void fm_column_sums(float *restrict gb, const float *restrict d
 
 /* Bias part of the update of one row (no regularisation): the partial
  * sums of `parts` threads, then one optimiser step; gb[0] := the amount
- * subtracted from w[0]. */
-static inline void fm_update_bias(float *w, float *s1, float *s2, float *gb,
+ * subtracted from w[0].  Returns 1 when the new w[0] is NaN or infinite. */
+static inline int fm_update_bias(float *w, float *s1, float *s2, float *gb,
                                   ptrdiff_t part_stride, int parts, const fm_opt *o)
 {
     float g = gb[0];
     for (int t = 1; t < parts; ++t)
         g = g + gb[t * part_stride];
     gb[0] = g;
-    fm_opt_step(w, s1, s2, gb, 1, o);
+    return fm_opt_step(w, s1, s2, gb, 1, o);
 }
 
 /* Output layer of sigmoid + LogLoss (softmax = 0) or softmax + categorical

@@ -17,10 +17,10 @@ __version__ = "0.1.0.dev0"
 from . import datasets
 from ._history import History
 from ._io import ModelFileError, load
-from ._mlp import MLPClassifier, lr_schedule
+from ._mlp import DivergenceError, MLPClassifier, lr_schedule
 from ._plot import plot_history
 
-__all__ = ["MLPClassifier", "History", "datasets", "lr_schedule", "build_info",
+__all__ = ["MLPClassifier", "DivergenceError", "History", "datasets", "lr_schedule", "build_info",
            "load", "ModelFileError", "plot_history", "__version__"]
 
 

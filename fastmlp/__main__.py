@@ -26,8 +26,10 @@ import numpy as np
 
 from . import __version__, _cpu_name, build_info, datasets
 from ._io import ModelFileError, load
-from ._mlp import BACKENDS, SCALINGS, TRAIN_ACC_KINDS, MLPClassifier, format_epoch
+from ._mlp import (BACKENDS, DIVERGENCE, SCALINGS, TRAIN_ACC_KINDS, DivergenceError,
+                   MLPClassifier, format_epoch)
 from ._numpy_backend import ACTIVATIONS, OUTPUTS
+from ._optim import OPTIMIZERS
 
 
 class UserError(Exception):
@@ -97,11 +99,23 @@ def _train(args):
         l2=args.l2, l1=args.l1, init_factor=args.init_factor, shuffle=not args.no_shuffle,
         scaling=args.scaling, train_accuracy=args.train_accuracy,
         eval_period=args.eval_period, backend=args.backend, n_threads=args.threads,
-        random_state=args.seed)
+        optimizer=args.optimizer, divergence=args.divergence, random_state=args.seed)
     print(f"fastmlp {__version__}: {args.dataset}, {X.shape[0]} training / {Xt.shape[0]} "
           f"test samples, backend {args.backend}", flush=True)
     t0 = time.perf_counter()
-    model.fit(X, y, validation_data=(Xt, yt), callback=Progress(args.epochs, quiet=args.quiet))
+    try:
+        model.fit(X, y, validation_data=(Xt, yt),
+                  callback=Progress(args.epochs, quiet=args.quiet))
+    except (KeyboardInterrupt, DivergenceError):
+        # the model holds the weights of the last completed batch: keep them
+        if args.output and hasattr(model, "coefs_"):
+            model.save(args.output)
+            st = model.history_.stopped or {}
+            print(f"\nstopped in epoch {st.get('epoch', '?')} after "
+                  f"{st.get('batches_completed', '?')} of {st.get('n_batches', '?')} "
+                  f"batches; the model so far was written to {args.output}",
+                  file=sys.stderr, flush=True)
+        raise
     elapsed = time.perf_counter() - t0
     h = model.history_
     phases = h.phase_totals()
@@ -213,6 +227,11 @@ def _parser():
                    help="input scaling from training statistics (default: standard)")
     t.add_argument("--train-accuracy", choices=TRAIN_ACC_KINDS, default=d.train_accuracy,
                    help="batch-averaged (cheap) or full-set training accuracy (default: batch)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help="the seeds' momentum sgd, or Keras's rmsprop / adam (default: sgd)")
+    t.add_argument("--divergence", choices=DIVERGENCE, default=d.divergence,
+                   help="on a NaN/infinite cost or weight: stop with an error, or warn and "
+                        "keep the last finite weights (default: raise)")
     t.add_argument("--backend", choices=BACKENDS, default=d.backend)
     t.add_argument("--threads", type=int, default=None,
                    help="threads for training (default: all cores)")
@@ -252,7 +271,8 @@ def main(argv=None):
     try:
         return run(args)
     except (UserError, FileNotFoundError, IsADirectoryError, PermissionError,
-            datasets.DatasetError, ModelFileError, ValueError, TypeError) as exc:
+            datasets.DatasetError, ModelFileError, ValueError, TypeError,
+            DivergenceError) as exc:
         if os.environ.get("FASTMLP_DEBUG"):
             raise                     # the full traceback, for bug reports
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)

@@ -41,6 +41,13 @@ class History:
     ``phases``          seconds per phase of the epoch: gather, forward,
                         backward, gradient, update (as the backend times them)
                         and prediction (full-set accuracy)
+
+    ``stopped`` is None when the last fit or partial_fit ran to its end, else
+    a dict saying where it stopped: ``reason`` ("diverged" or
+    "interrupted"), ``epoch`` (counted from 0 over the model's life; the
+    unfinished epoch is not in the per-epoch lists), ``batches_completed``
+    and ``n_batches`` of that epoch, and the ``batch_cost`` of its completed
+    batches.  The model's weights are those after the last completed batch.
     """
 
     PER_EPOCH = ("cost", "reg_share", "train_acc", "test_acc", "learning_rate",
@@ -51,6 +58,7 @@ class History:
         self.epochs = []
         self.batch_cost = []
         self.batch_reg_share = []
+        self.stopped = None
         for key in self.PER_EPOCH:
             setattr(self, key, [])
 
@@ -69,7 +77,8 @@ class History:
         """Return the history as plain Python lists and floats (JSON-ready)."""
         out = {"train_acc_kind": self.train_acc_kind, "epochs": list(self.epochs),
                "batch_cost": [c.tolist() for c in self.batch_cost],
-               "batch_reg_share": [c.tolist() for c in self.batch_reg_share]}
+               "batch_reg_share": [c.tolist() for c in self.batch_reg_share],
+               "stopped": self.stopped}
         for key in self.PER_EPOCH:
             out[key] = [_plain(v) for v in getattr(self, key)]
         return out

@@ -74,6 +74,9 @@ def save(model, path):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".npz.tmp", dir=folder)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain
+        # open() would, so the replaced file is as readable as any other
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -86,6 +89,21 @@ def save(model, path):
             pass
         raise
     return path
+
+
+def _umask():
+    """The process's umask, read without changing it where the OS allows
+    (Linux /proc), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _get(npz, key, name):

@@ -49,6 +49,7 @@ at build time, the slices run one after another.
 
 cimport cython
 from cython.parallel cimport prange, threadid
+from libc.math cimport NAN
 from libc.stdint cimport int32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
@@ -73,8 +74,8 @@ cdef extern from "fastmlp_elementwise.h" nogil:
     double fm_update_row(float *w, float *s1, float *s2, float *G,
                          Py_ssize_t part_stride, int parts, Py_ssize_t n,
                          float l2, float l1, const fm_opt *o)
-    void fm_update_bias(float *w, float *s1, float *s2, float *gb,
-                        Py_ssize_t part_stride, int parts, const fm_opt *o)
+    int fm_update_bias(float *w, float *s1, float *s2, float *gb,
+                       Py_ssize_t part_stride, int parts, const fm_opt *o)
     void fm_column_sums(float *gb, const float *d, Py_ssize_t rows, Py_ssize_t K,
                         int accumulate)
     double fm_output_delta(const float *a, const int32_t *labels, float *delta,
@@ -948,8 +949,19 @@ cdef class CompiledBackend:
 
     @property
     def step(self):
-        """Optimiser steps taken (those before construction included)."""
+        """Optimiser steps taken (those before construction included); the
+        trainer sets it back when it rewinds the weights."""
         return self.step_count
+
+    @step.setter
+    def step(self, value):
+        if int(value) < 0:
+            raise ValueError(f"step must be >= 0, got {value}")
+        self.step_count = int(value)
+
+    #: The compiled step cannot be interrupted half-way: it runs without the
+    #: GIL, so a KeyboardInterrupt is raised only once it has returned.
+    partial_update = False
 
     @property
     def n_threads(self):
@@ -971,8 +983,10 @@ cdef class CompiledBackend:
     def train_batch(self, const Py_ssize_t[::1] idx, double lr):
         """Train on rows ``idx`` of X; return (LogLoss, regularisation cost, n correct).
 
-        The costs are those of the weights before this step's update.  The
-        whole step runs without the GIL and without allocating.
+        The costs are those of the weights before this step's update, except
+        that the regularisation cost is NaN when the update made a weight NaN
+        or infinite (how the trainer detects divergence at no extra pass).
+        The whole step runs without the GIL and without allocating.
         """
         cdef Py_ssize_t b = idx.shape[0], i, bad = -1
         if b < 1 or b > self.Bmax:
@@ -1106,9 +1120,10 @@ cdef class CompiledBackend:
         else:
             for j in range(self.n_jobs):
                 self._update_row(j, T)
-        if self.l2 > 0 or self.l1 > 0:
-            for j in range(self.n_jobs):
-                reg += self.row_reg[j]
+        # summed even when both lambdas are 0: a row whose update made a
+        # weight NaN or infinite reports NaN, and so does the batch
+        for j in range(self.n_jobs):
+            reg += self.row_reg[j]
         return reg
 
     cdef inline void _update_row(self, Py_ssize_t j, int T) noexcept nogil:
@@ -1118,10 +1133,12 @@ cdef class CompiledBackend:
         cdef float *w = self.net.W[l] + i * (n_in + 1)
         cdef float *v = self.V[l] + i * (n_in + 1)
         cdef float *v2 = self.V2[l] + i * (n_in + 1)
-        fm_update_bias(w, v, v2, self.gb[l] + i, _r16(n_out), T, &self.opt)
+        cdef int bad = fm_update_bias(w, v, v2, self.gb[l] + i, _r16(n_out), T, &self.opt)
         self.row_reg[j] = fm_update_row(w + 1, v + 1, v2 + 1, self.G[l] + i * n_in,
                                         _r16(<Py_ssize_t>n_out * n_in), T, n_in,
                                         self.l2, self.l1, &self.opt)
+        if bad:
+            self.row_reg[j] = NAN
 
 
 Backend = CompiledBackend

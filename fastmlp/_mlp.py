@@ -7,7 +7,9 @@ does every per-batch computation.  The model does not know which backend it
 drives beyond its name.
 """
 
+import math
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -20,11 +22,48 @@ from ._optim import OPTIMIZERS, Optimizer
 from ._validation import (check_X, check_choice, check_nonneg_float,
                           check_positive_int, check_validation_data, check_y)
 
-__all__ = ["MLPClassifier", "lr_schedule"]
+__all__ = ["MLPClassifier", "lr_schedule", "DivergenceError"]
 
 BACKENDS = ("compiled", "numpy")
 TRAIN_ACC_KINDS = ("batch", "full", "none")
 SCALINGS = ("standard", "minmax", "none")
+DIVERGENCE = ("raise", "warn")
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged: a batch cost or a weight became NaN or infinite.
+
+    The model keeps the weights (and optimiser state) of the last batch whose
+    update left every weight finite; ``history_.stopped`` says where."""
+
+
+class _Diverged(Exception):
+    """Internal: batch ``batch`` of the epoch gave a non-finite cost or weight."""
+
+    def __init__(self, batch, cost, reg):
+        super().__init__(batch)
+        self.batch, self.cost, self.reg = batch, cost, reg
+
+
+class _Snapshot:
+    """Copies of a model's weights and optimiser state, taken at the start of
+    every epoch (about three times the weights' size, once per epoch); with
+    the epoch's permutation they let the trainer rebuild the exact state
+    after any batch of the epoch by replaying the batches before it."""
+
+    def __init__(self, model):
+        self.arrays = list(model.coefs_) + list(model._velocities) + list(model._states2 or ())
+        self.copies = [a.copy() for a in self.arrays]
+        self.steps = model.optimizer_steps_
+
+    def take(self, steps):
+        for a, c in zip(self.arrays, self.copies):
+            np.copyto(c, a)
+        self.steps = steps
+
+    def restore(self):
+        for a, c in zip(self.arrays, self.copies):
+            np.copyto(a, c)
 
 
 def _backend_module(name):
@@ -223,6 +262,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         thread; the NumPy backend gives them to BLAS.  None: all cores for the
         compiled backend, BLAS's default for NumPy.  A fit is deterministic
         for a given ``random_state`` and ``n_threads``.
+    divergence : {"raise", "warn"}, default "raise"
+        What happens when training diverges, i.e. a batch cost or an updated
+        weight becomes NaN or infinite (checked every batch, inside the
+        update pass): the model goes back to the weights and optimiser state
+        after the last finite step, records where it stopped in
+        ``history_.stopped``, and either raises :class:`DivergenceError`
+        ("raise") or warns with a RuntimeWarning and returns ("warn").
     random_state : int, numpy Generator or None, default None
         Seeds the weight initialisation and the permutations: the same value
         gives the same run.
@@ -257,7 +303,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  optimizer="sgd", rho=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  l2=0.01, l1=0.0, init_factor=2.0, shuffle=True, scaling="standard",
                  train_accuracy="batch", eval_period=1, backend="compiled",
-                 n_threads=None, random_state=None, verbose=0):
+                 n_threads=None, divergence="raise", random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.output = output
@@ -280,6 +326,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.eval_period = eval_period
         self.backend = backend
         self.n_threads = n_threads
+        self.divergence = divergence
         self.random_state = random_state
         self.verbose = verbose
 
@@ -316,6 +363,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                     _numpy_backend.ACTIVATIONS),
             output=check_choice("output", self.output, _numpy_backend.OUTPUTS),
             backend=check_choice("backend", self.backend, BACKENDS),
+            divergence=check_choice("divergence", self.divergence, DIVERGENCE),
         )
         optimizer = check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("rho", "beta_1", "beta_2", "epsilon"):
@@ -410,6 +458,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        DivergenceError
+            When a batch cost or a weight becomes NaN or infinite and
+            ``divergence="raise"``; the model keeps the last finite weights.
+        KeyboardInterrupt
+            Passed on after the model was left with the weights of the last
+            completed batch; ``history_.stopped`` says where.
         """
         p = self._params = self._check_params()
         X = check_X(X)
@@ -504,6 +561,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Y = self._one_hot(y_idx)
         mod = _backend_module(p["backend"])
         rates = lr_schedule(self.learning_rate, p["lr_decay"], epochs, self.n_iter_)
+        self.history_.stopped = None
         n_batches = -(-n // batch)
         slices, blas = _thread_plan(p["backend"], p["n_threads"])
         with threadpool_limits(limits=blas, user_api="blas"):
@@ -516,20 +574,31 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             Xs_full = None       # the scaled training set, made if "full" asks
             costs = np.empty(n_batches)
             regs = np.empty(n_batches)
+            snap = _Snapshot(self)
             for e in range(epochs):
                 trainer.reset_phases()
+                snap.take(trainer.step)
                 t0 = time.perf_counter()
                 order = self._rng.permutation(n) if self.shuffle else np.arange(n)
                 correct = 0
-                for b in range(n_batches):
-                    idx = order[b * batch:(b + 1) * batch]
-                    cost, reg, ok = trainer.train_batch(idx, rates[e])
-                    costs[b] = cost + reg
-                    regs[b] = reg
-                    correct += ok
-                    self.optimizer_steps_ = trainer.step
-                    if callback is not None:
-                        callback(self.n_iter_, b, n_batches, cost + reg)
+                try:
+                    for b in range(n_batches):
+                        idx = order[b * batch:(b + 1) * batch]
+                        cost, reg, ok = trainer.train_batch(idx, rates[e])
+                        self.optimizer_steps_ = trainer.step
+                        if not math.isfinite(cost + reg):
+                            raise _Diverged(b, cost, reg)
+                        costs[b] = cost + reg
+                        regs[b] = reg
+                        correct += ok
+                        if callback is not None:
+                            callback(self.n_iter_, b, n_batches, cost + reg)
+                except _Diverged as d:
+                    return self._diverged(d, trainer, snap, order, batch, rates[e], costs,
+                                          n_batches)
+                except KeyboardInterrupt:
+                    self._interrupted(trainer, snap, order, batch, rates[e], costs, n_batches)
+                    raise
                 t1 = time.perf_counter()
                 self.n_iter_ += 1
                 self.learning_rate_ = float(rates[e])
@@ -560,6 +629,50 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 if self.verbose:
                     self._print_epoch(record)
         return self
+
+    def _rewind(self, trainer, snap, order, batch, done, rate):
+        """Set the weights and optimiser state to those after the first
+        ``done`` batches of the current epoch: restore the epoch's snapshot
+        and replay those batches (a step is deterministic for the same
+        inputs and thread count, so this is exact)."""
+        snap.restore()
+        trainer.step = snap.steps
+        for b in range(done):
+            trainer.train_batch(order[b * batch:(b + 1) * batch], rate)
+        self.optimizer_steps_ = trainer.step
+
+    def _stop_record(self, reason, done, n_batches, costs, **extra):
+        self.history_.stopped = dict(reason=reason, epoch=self.n_iter_,
+                                     batches_completed=int(done), n_batches=int(n_batches),
+                                     batch_cost=[float(c) for c in costs[:done]], **extra)
+
+    def _diverged(self, d, trainer, snap, order, batch, rate, costs, n_batches):
+        """Batch ``d.batch`` gave a non-finite cost or weight: go back to the
+        weights after the batch before it, record where training stopped,
+        then raise DivergenceError or warn, as ``divergence`` says."""
+        self._rewind(trainer, snap, order, batch, d.batch, rate)
+        what = ("a weight became NaN or infinite in its update"
+                if math.isfinite(d.cost) else f"its cost is {d.cost}")
+        self._stop_record("diverged", d.batch, n_batches, costs, learning_rate=float(rate))
+        msg = (f"training diverged in epoch {self.n_iter_} (from 0), batch {d.batch} of "
+               f"{n_batches}: {what} (learning rate {rate:.6g}; a smaller learning_rate "
+               f"usually helps).  The model keeps the weights after the last finite "
+               f"step ({self.optimizer_steps_} steps in all); history_.stopped has the "
+               "details.")
+        if self._params["divergence"] == "raise":
+            raise DivergenceError(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        return self
+
+    def _interrupted(self, trainer, snap, order, batch, rate, costs, n_batches):
+        """KeyboardInterrupt in the batch loop: keep the weights of the last
+        completed batch (rewinding a half-applied NumPy step) and record
+        where training stopped.  The caller re-raises."""
+        done = trainer.step - snap.steps
+        if trainer.partial_update:
+            self._rewind(trainer, snap, order, batch, done, rate)
+        self.optimizer_steps_ = trainer.step
+        self._stop_record("interrupted", done, n_batches, costs)
 
     def _print_epoch(self, r):
         print(format_epoch(self.n_iter_ - 1, r), flush=True)

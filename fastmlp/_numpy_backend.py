@@ -301,6 +301,7 @@ class NumpyBackend:
                                  "matrix, of the matrix's shape and dtype")
         self.states2 = states2
         self.step = int(step)
+        self.partial_update = False
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
         if output not in OUTPUTS:
@@ -331,7 +332,9 @@ class NumpyBackend:
     def train_batch(self, idx, lr):
         """Train on rows ``idx`` of X; return (LogLoss, regularisation cost, n correct).
 
-        The costs are those of the weights before this step's update.
+        The costs are those of the weights before this step's update, except
+        that the regularisation cost is NaN when the update made a weight NaN
+        or infinite (as in the compiled backend).
         """
         t0 = perf_counter()
         b = idx.shape[0]
@@ -357,13 +360,19 @@ class NumpyBackend:
         for l in range(len(Ws) - 1, 0, -1):
             hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1], self.activation)
         t3 = perf_counter()
-        self.step += 1
         s2 = self.states2
+        # an interrupt between the layer updates leaves this True: the
+        # trainer then rewinds the weights to the last completed step
+        self.partial_update = True
         for l, W in enumerate(Ws):
             gradient_update(D[l], A[l], W, self.velocities[l], lr, self.l2,
                             self.l1, self.momentum, self._Gw[l], self._gb[l],
                             self._Wtmp[l], self.optimizer,
-                            None if s2 is None else s2[l], self.step)
+                            None if s2 is None else s2[l], self.step + 1)
+            if not np.isfinite(W).all():
+                reg = float("nan")       # divergence, as the compiled kernel reports it
+        self.step += 1
+        self.partial_update = False
         t4 = perf_counter()
         ph = self._phase
         ph[0] += t1 - t0

@@ -420,3 +420,138 @@ def test_validation_data_not_a_pair_is_named(backend, vd):
                  else r"validation_data must be a pair \(X_val, y_val\)")
     with pytest.raises(ValueError, match=exc_match):
         model(backend).fit(X, y, validation_data=bad)
+
+
+# ---------------------------------------------------------------- faults
+import os
+import signal
+import threading
+import warnings
+
+import fastmlp
+from fastmlp import DivergenceError
+
+
+class Recorder:
+    """Callback keeping a copy of the weights after every completed batch."""
+
+    def __init__(self, model, stop_after=None):
+        self.model, self.stop_after, self.copies = model, stop_after, []
+
+    def __call__(self, epoch, batch, n_batches, value):
+        if batch is None:
+            return
+        self.copies.append([W.copy() for W in self.model.coefs_])
+        if self.stop_after is not None and len(self.copies) == self.stop_after:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def digits_data():
+    (X, y), _ = fastmlp.datasets.load_digits()
+    return X, y
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+@pytest.mark.parametrize("activation,optimizer", [("sigmoid", "sgd"), ("relu", "sgd"),
+                                                  ("relu", "adam")])
+def test_divergence_raises_and_keeps_the_last_finite_weights(digits_data, backend,
+                                                             activation, optimizer):
+    X, y = digits_data
+    lr = 1e6 if optimizer == "sgd" else 1e36
+    m = MLPClassifier((30,), activation=activation, optimizer=optimizer, learning_rate=lr,
+                      momentum=0.9, batch_size=200, epochs=20, backend=backend,
+                      random_state=0)
+    rec = Recorder(m)
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError, match="diverged in epoch"):
+        m.fit(X, y, callback=rec)
+    st = m.history_.stopped
+    assert st["reason"] == "diverged" and st["n_batches"] == 8
+    assert m.optimizer_steps_ == len(rec.copies) == st["epoch"] * 8 + st["batches_completed"]
+    assert all(np.isfinite(W).all() for W in m.coefs_)
+    for a, b in zip(m.coefs_, rec.copies[-1]):        # exactly the last finite step
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(m.predict_proba(X)).all()
+
+
+def test_divergence_warn_returns_a_usable_model(digits_data):
+    X, y = digits_data
+    m = MLPClassifier((30,), activation="relu", learning_rate=1e6, momentum=0.9, epochs=20,
+                      batch_size=200, divergence="warn", random_state=0)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        assert m.fit(X, y) is m
+    assert m.history_.stopped["reason"] == "diverged"
+    assert m.predict(X).shape == y.shape
+    with pytest.raises(ValueError, match="divergence"):
+        MLPClassifier(divergence="ignore").fit(X, y)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_interrupt_keeps_the_last_completed_batch_and_can_continue(digits_data, backend):
+    X, y = digits_data
+    m = MLPClassifier((30,), batch_size=100, epochs=5, backend=backend, random_state=1)
+    rec = Recorder(m, stop_after=23)                  # epoch 1, batch 8 of 15
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(X, y, callback=rec)
+    assert m.history_.stopped == dict(
+        reason="interrupted", epoch=1, batches_completed=8, n_batches=15,
+        batch_cost=m.history_.stopped["batch_cost"])
+    assert len(m.history_.stopped["batch_cost"]) == 8 and m.n_iter_ == 1
+    assert m.optimizer_steps_ == 23
+    for a, b in zip(m.coefs_, rec.copies[-1]):
+        np.testing.assert_array_equal(a, b)
+    m.partial_fit(X, y)                                # usable: training goes on
+    assert m.n_iter_ == 2 and m.history_.stopped is None
+
+
+def test_interrupt_inside_a_numpy_step_rewinds_the_half_applied_update(digits_data,
+                                                                       monkeypatch):
+    """The NumPy step updates layer by layer with the GIL held, so an
+    interrupt can land between two layers' updates; the model must still end
+    with the weights of the last completed batch, not a mix."""
+    from fastmlp import _numpy_backend as nb
+    X, y = digits_data
+    m = MLPClassifier((30, 20), batch_size=100, epochs=3, backend="numpy", random_state=2)
+    rec = Recorder(m)
+    real, calls = nb.gradient_update, [0]
+
+    def flaky(*args, **kw):
+        calls[0] += 1
+        if calls[0] == 3 * 17 + 2:               # batch 18, after its first layer
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(nb, "gradient_update", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(X, y, callback=rec)
+    monkeypatch.setattr(nb, "gradient_update", real)
+    assert len(rec.copies) == 17 and m.optimizer_steps_ == 17
+    assert m.history_.stopped["batches_completed"] == 2      # 15 per epoch
+    for a, b in zip(m.coefs_, rec.copies[-1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_real_sigint_during_a_compiled_fit(digits_data):
+    """A real SIGINT while the compiled kernels run without the GIL: the fit
+    stops with KeyboardInterrupt, and the weights are exactly those of a run
+    stopped after the same number of steps."""
+    X, y = digits_data
+    X = np.repeat(X, 20, axis=0)                       # ~0.3 s per epoch
+    y = np.repeat(y, 20)
+    kw = dict(hidden_layer_sizes=(200, 100), batch_size=50, epochs=200, random_state=3,
+              n_threads=2)
+    m = MLPClassifier(**kw)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            m.fit(X, y)
+    finally:
+        timer.cancel()
+    steps = m.optimizer_steps_
+    assert 0 < steps < 200 * 575
+    again = MLPClassifier(**kw)
+    with pytest.raises(KeyboardInterrupt):
+        again.fit(X, y, callback=Recorder(again, stop_after=steps))
+    for a, b in zip(m.coefs_, again.coefs_):
+        np.testing.assert_array_equal(a, b)
