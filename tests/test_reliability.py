@@ -555,3 +555,81 @@ def test_real_sigint_during_a_compiled_fit(digits_data):
         again.fit(X, y, callback=Recorder(again, stop_after=steps))
     for a, b in zip(m.coefs_, again.coefs_):
         np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------- concurrency
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_predictions_in_threads_beside_a_fit_of_another_model(digits_data, backend):
+    """Four threads predict with a fitted model while a fifth fits another:
+    every prediction equals the one made alone, and the fit equals a solo fit."""
+    X, y = digits_data
+    Xb, yb = np.repeat(X, 4, axis=0), np.repeat(y, 4)
+    fitted = MLPClassifier((40,), epochs=3, random_state=0, backend=backend).fit(X, y)
+    expect = fitted.predict_proba(X)
+    kw = dict(hidden_layer_sizes=(64, 32), epochs=4, batch_size=200, learning_rate=0.01,
+              random_state=5, n_threads=1, backend=backend)
+    solo = MLPClassifier(**kw).fit(Xb, yb)
+    other = MLPClassifier(**kw)
+    errors, results = [], []
+
+    def predict():
+        try:
+            for _ in range(20):
+                results.append(fitted.predict_proba(X))
+        except Exception as exc:      # pragma: no cover - reported below
+            errors.append(exc)
+
+    def fit():
+        try:
+            other.fit(Xb, yb)
+        except Exception as exc:      # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=predict) for _ in range(4)]
+    threads.append(threading.Thread(target=fit))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 80
+    for r in results:
+        np.testing.assert_array_equal(r, expect)
+    for a, b in zip(solo.coefs_, other.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+_READER = r"""
+import sys, time
+import fastmlp
+path, deadline = sys.argv[1], time.time() + float(sys.argv[2])
+n = 0
+while time.time() < deadline:
+    m = fastmlp.load(path)          # any half-written file raises ModelFileError
+    assert m.coefs_[0].shape == (20, 65), m.coefs_[0].shape
+    n += 1
+print(n)
+"""
+
+
+def test_saving_while_another_process_reads_is_atomic(digits_data, tmp_path):
+    """One process loads the model file in a loop while this one saves two
+    different models over it 200 times: every load succeeds."""
+    import subprocess
+    import sys
+    X, y = digits_data
+    models = [MLPClassifier((20,), epochs=1, random_state=s).fit(X, y) for s in (0, 1)]
+    path = tmp_path / "model.npz"
+    models[0].save(path)
+    reader = subprocess.Popen([sys.executable, "-c", _READER, str(path), "6"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    saves = 0
+    while reader.poll() is None and saves < 5000:
+        models[saves % 2].save(path)
+        saves += 1
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err[-2000:]
+    assert saves >= 200 and int(out) >= 20, (saves, out)
+    assert not [p for p in os.listdir(tmp_path) if p != "model.npz"]   # no temp files left
+    from fastmlp._io import _umask
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()    # not mkstemp's 0600
