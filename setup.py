@@ -60,7 +60,7 @@ use_openmp = not _flag("FASTMLP_NO_OPENMP") and _compiler_accepts(["-fopenmp"], 
 # variants of the elementwise loops (csrc/fastmlp_elementwise.h) round alike
 # and the compiled kernels stay close to their NumPy twins.
 compile_args = ["-O0", "-g"] if debug else ["-O3"]
-compile_args += ["-ffp-contract=off"]
+compile_args += ["-ffp-contract=off", "-fno-math-errno"]
 link_args = []
 if use_openmp:
     compile_args.append("-fopenmp")

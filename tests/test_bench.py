@@ -70,3 +70,20 @@ def test_regularisation_study_runs_and_reports(tmp_path, capsys):
     shares = [r["final_reg_share"] for r in data["results"]]
     assert 0 < shares[0] < shares[1] < 1          # more lambda, larger share
     assert (tmp_path / "study.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_suite_equal_terms_rmsprop_rows(tmp_path, capsys):
+    """fastmlp rmsprop and Keras rmsprop from the same initial weights: both
+    rows run, the comparison line is printed, and one epoch at batch 500
+    reaches similar accuracy (same data, objective and optimiser)."""
+    suite = load("suite")
+    out_json = tmp_path / "b.json"
+    rc = suite.main(["--epochs", "3", "--repeats", "1", "--batch-sizes", "500",
+                     "--rows", "fastmlp-rmsprop,keras-rmsprop", "--threads", "2",
+                     "--json", str(out_json)])
+    assert rc == 0
+    assert "equal terms, batch 500" in capsys.readouterr().out
+    res = {r["row"]: r for r in json.loads(out_json.read_text())["results"]}
+    f, k = res["fastmlp-rmsprop"], res["keras-rmsprop"]
+    assert f["test_acc"] > 0.8 and abs(f["test_acc"] - k["test_acc"]) < 0.03
+    assert f["keras_rmsprop_speedup"] == pytest.approx(k["seconds"] / f["seconds"])
