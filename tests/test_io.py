@@ -153,3 +153,19 @@ def test_plot_history_writes_a_png(tmp_path, fitted):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     with pytest.raises(ValueError, match="empty"):
         fastmlp.plot_history(fastmlp.History(), tmp_path / "e.png")
+
+
+def test_structured_fuzz_of_load_only_raises_model_file_errors():
+    """bench/fuzz_load.py, small: six mutation strategies (byte flips, zip and
+    header regions, truncation, JSON header edits, array swaps, garbage) on
+    sgd, adam and string-label model files."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "bench" / "fuzz_load.py"
+    spec = importlib.util.spec_from_file_location("fuzz_load", path)
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    counts = fuzz.run(60, seed=7, verbose=False)
+    assert set(counts) == set(fuzz.STRATEGIES)
+    assert all(c["refused"] + c["loaded"] == 60 for c in counts.values())
+    assert counts["truncate"]["refused"] == 60 and counts["header"]["refused"] > 0
