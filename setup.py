@@ -6,7 +6,8 @@ Cython extension, because its compiler flags depend on the environment:
 * Cython directives are set once here for all kernels: bounds, wraparound and
   initialisation checks off, C division.  ``FASTMLP_DEBUG_CHECKS=1`` turns
   the checks back on (and compiles with -O0 -g) for debugging.
-* ``FASTMLP_SANITIZE=1`` builds with -fsanitize=address,undefined.
+* ``FASTMLP_SANITIZE=1`` builds with -fsanitize=address,undefined (and
+  -fno-wrapv, so that UBSan sees signed overflow); see .ci/sanitize.
 * OpenMP is used when the compiler supports it (probed by compiling a small
   program); ``FASTMLP_NO_OPENMP=1`` builds without it.  Without OpenMP the
   kernels run single-threaded and ``fastmlp.build_info()`` says so.
@@ -68,8 +69,16 @@ if use_openmp:
 elif _compiler_accepts(["-fopenmp-simd"], "int main(void){return 0;}"):
     compile_args += ["-fopenmp-simd", "-DFM_OMP_SIMD"]
 if sanitize:
-    compile_args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
-    link_args += ["-fsanitize=address,undefined"]
+    # -fno-wrapv: Python's own CFLAGS carry -fwrapv, which makes signed
+    # overflow defined and so hides it from UBSan; undo it for this build.
+    # float-cast-overflow (not part of gcc's "undefined"): float-to-int
+    # conversions of NaN or out-of-range values.  -fno-sanitize-recover:
+    # undefined behaviour aborts instead of printing a line that a passing
+    # test run would hide.
+    sanitizers = "-fsanitize=address,undefined,float-cast-overflow"
+    compile_args += [sanitizers, "-fno-sanitize-recover=undefined,float-cast-overflow",
+                     "-fno-wrapv", "-fno-omit-frame-pointer", "-g"]
+    link_args += [sanitizers]
 
 print(f"fastmlp build: OpenMP {'on' if use_openmp else 'off'}, "
       f"debug checks {'on' if debug else 'off'}, sanitizers {'on' if sanitize else 'off'}")

@@ -40,7 +40,8 @@ static inline float fm_exp_reduced(float x)
     const float ln2_hi = 0.693145751953125f;      /* 0x3f317200: 12 low bits zero */
     const float ln2_lo = 1.42860676533018e-06f;   /* ln2 - ln2_hi */
     const float round_magic = 12582912.0f;        /* 1.5 * 2^23 */
-    float k = (x * log2e + round_magic) - round_magic;   /* nearest integer */
+    float kr = x * log2e + round_magic;           /* 1.5 * 2^23 + k */
+    float k = kr - round_magic;                   /* nearest integer */
     float r = (x - k * ln2_hi) - k * ln2_lo;
     float p = 1.0f / 5040.0f;
     p = p * r + 1.0f / 720.0f;
@@ -50,7 +51,14 @@ static inline float fm_exp_reduced(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) << 23;        /* 2^k, k in [-126, 127] */
+    /* 2^k, k in [-126, 127]: k is read from the low bits of kr, whose bit
+     * pattern is 0x4B400000 + k.  Unsigned arithmetic and no float-to-int
+     * conversion, so a NaN x (for which (int32_t)k and the shift of a negative
+     * value would be undefined behaviour) gives a defined garbage scale, and
+     * p * scale stays NaN. */
+    uint32_t kbits;
+    memcpy(&kbits, &kr, sizeof kbits);
+    uint32_t bits = (kbits - 0x4B400000u + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

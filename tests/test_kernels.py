@@ -128,6 +128,22 @@ def test_softmax_forward_matches_numpy_and_is_stable(B, K):
     assert np.isfinite(got).all()
 
 
+def test_softmax_nan_logit_makes_its_row_nan_only():
+    """A NaN goes through the exponential of every activation; the sanitizer
+    build (.ci/sanitize) checks that this is not undefined behaviour."""
+    A = rand((3, 4))
+    W = rand((10, 5))
+    A[1, 2] = np.nan                            # row 1: every logit NaN
+    W[4, 0] = np.nan                            # bias of output 4: NaN in every row
+    got = np.empty((3, 10), np.float32)
+    ck.forward_layer(A, W, got, "softmax")
+    assert np.isnan(got).all()
+    W[4, 0] = 0.0
+    ck.forward_layer(A, W, got, "softmax")
+    assert np.isnan(got[1]).all()
+    assert np.isfinite(got[[0, 2]]).all()
+
+
 def test_tanh_and_relu_are_safe_for_any_float32():
     z = np.concatenate([np.linspace(-60, 60, 12001, dtype=np.float32),
                         np.array([-3.4e38, -1e10, 1e10, 3.4e38, 0.0, -0.0, 1e-30, -1e-30,
