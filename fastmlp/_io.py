@@ -22,6 +22,7 @@ never sees a half-written file.
 """
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -106,6 +107,13 @@ def _umask():
     return mask
 
 
+def _count(value, what):
+    """A JSON integer >= 0 (not a bool, a float or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what}: {value!r} is not an integer >= 0")
+    return value
+
+
 def _get(npz, key, name):
     if key not in npz.files:
         raise ModelFileError(f"{name}: missing array {key!r}")
@@ -158,11 +166,15 @@ def _load(name):
             raise ModelFileError(f"{name}: format version {version!r}, this fastmlp "
                                  f"reads versions {list(_READABLE_VERSIONS)}")
         try:
-            layers = [int(n) for n in header["layers"]]
+            layers = [_count(n, "layers") for n in header["layers"]]
             params = dict(header["params"])
-            n_iter = int(header["n_iter"])
-            lr_now = float(header["learning_rate_"])
-            steps = int(header["optimizer_steps"]) if version >= 2 else None
+            n_iter = _count(header["n_iter"], "n_iter")
+            lr_now = header["learning_rate_"]
+            if isinstance(lr_now, bool) or not isinstance(lr_now, (int, float)) \
+                    or not math.isfinite(lr_now) or lr_now < 0:
+                raise ValueError(f"learning_rate_ {lr_now!r} is not a finite number >= 0")
+            lr_now = float(lr_now)
+            steps = _count(header["optimizer_steps"], "optimizer_steps") if version >= 2 else None
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{name}: header lacks or garbles {exc}") from exc
         if len(layers) < 2 or min(layers) < 1:
@@ -192,8 +204,6 @@ def _load(name):
             raise ModelFileError(f"{name}: scale holds zeros")
         if steps is None:      # version 1: sgd, one step per batch, count unknown
             steps = 0
-        if steps < 0:
-            raise ModelFileError(f"{name}: optimizer_steps {steps} < 0")
         adam = model._params["optimizer"].n_states == 2
         coefs, vels, states2 = [], [], []
         for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):

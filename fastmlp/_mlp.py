@@ -365,6 +365,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             backend=check_choice("backend", self.backend, BACKENDS),
             divergence=check_choice("divergence", self.divergence, DIVERGENCE),
         )
+        for name in ("shuffle", "verbose"):
+            v = getattr(self, name)
+            if not isinstance(v, (bool, np.bool_, int, np.integer)):
+                raise TypeError(f"{name} must be a bool, got {type(v).__name__} {v!r}")
         optimizer = check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("rho", "beta_1", "beta_2", "epsilon"):
             check_nonneg_float(name, getattr(self, name), allow_zero=(name != "epsilon"))

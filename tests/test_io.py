@@ -85,6 +85,16 @@ def header_change(fn):
     ("layers", header_change(lambda h: h.__setitem__("layers", [64, 20, 99, 10])), "disagree"),
     ("params", header_change(lambda h: h["params"].__setitem__("epochs", -3)), "bad hyperparameters"),
     ("unknown param", header_change(lambda h: h["params"].__setitem__("evil", 1)), "bad hyperparameters"),
+    # found by bench/fuzz_load.py: these loaded, and a negative n_iter made the
+    # next partial_fit train at an uninitialised learning rate
+    ("negative n_iter", header_change(lambda h: h.__setitem__("n_iter", -7)), "n_iter"),
+    ("float n_iter", header_change(lambda h: h.__setitem__("n_iter", 1e308)), "n_iter"),
+    ("bool steps", header_change(lambda h: h.__setitem__("optimizer_steps", True)),
+     "optimizer_steps"),
+    ("nan rate", header_change(lambda h: h.__setitem__("learning_rate_", float("nan"))),
+     "learning_rate_"),
+    ("string shuffle", header_change(lambda h: h["params"].__setitem__("shuffle", "sgd")),
+     "shuffle must be a bool"),
 ])
 def test_corrupt_files_give_clear_errors(tmp_path, fitted, case, change, match):
     m, _ = fitted
