@@ -116,3 +116,27 @@ def test_bench_subcommand_runs_the_suite(tmp_path):
     assert len(json.loads((tmp_path / "b.json").read_text())["results"]) == 2
     help_text = fastmlp("bench", "--help", cwd=tmp_path).stdout
     assert "--batch-sizes" in help_text and "--cnn" in help_text
+
+
+def test_train_with_adam_saves_its_state(tmp_path):
+    out = fastmlp("train", "--dataset", "digits", "--epochs", "10", "--batch-size", "64",
+                  "--learning-rate", "0.01", "--hidden", "20", "--optimizer", "adam",
+                  "--output", "m.npz", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    acc = next(float(line.split()[-1]) for line in out.stdout.splitlines()
+               if line.startswith("test accuracy"))
+    assert acc > 0.8
+    import fastmlp as fm
+    m = fm.load(tmp_path / "m.npz")
+    assert m.optimizer == "adam" and m.optimizer_steps_ == 10 * 23
+
+
+def test_divergence_is_one_line_status_2_and_the_model_so_far_is_saved(tmp_path):
+    out = digits_train(tmp_path, "--learning-rate", "1e6", "--momentum", "0.9",
+                       "--activation", "relu", "--output", "m.npz")
+    assert out.returncode == 2
+    assert "training diverged in epoch" in out.stderr and "Traceback" not in out.stderr
+    assert "the model so far was written to m.npz" in out.stderr
+    import fastmlp as fm
+    m = fm.load(tmp_path / "m.npz")                  # finite, loadable
+    assert m.optimizer_steps_ > 0
