@@ -237,24 +237,24 @@ def test_hidden_delta_equals_twin(seed, B, n_next, n, activation, d_layout, a_la
 @SETTINGS(80)
 @given(seed=seeds, B=batch_sizes, n_in=n_inputs, n_out=widths, l2=lambdas, l1=lambdas,
        momentum=momenta, lr=st.floats(1e-4, 1.0), d_layout=in_layouts, a_layout=in_layouts,
-       out_layouts=st.tuples(out_layouts, out_layouts, out_layouts, out_layouts),
+       buf_layouts=st.tuples(out_layouts, out_layouts, out_layouts, out_layouts),
        zeros=st.booleans())
 def test_gradient_update_equals_twin(seed, B, n_in, n_out, l2, l1, momentum, lr, d_layout,
-                                     a_layout, out_layouts, zeros):
+                                     a_layout, buf_layouts, zeros):
     rng = np.random.default_rng(seed)
     delta = lay(uniform(rng, (B, n_out), -1, 1), d_layout)
     A_prev = lay(activation_output(rng, (B, n_in), "sigmoid", zeros), a_layout)
     W0 = uniform(rng, (n_out, 1 + n_in), -0.5, 0.5, zeros)
     prev0 = uniform(rng, (n_out, 1 + n_in), -0.01, 0.01)
     # W, dW_prev and Gw are written in place: C-ordered buffers only
-    W, ok_w = out_buffer(W0.shape, out_layouts[0])
-    prev, ok_p = out_buffer(W0.shape, out_layouts[1])
-    Gw, ok_g = out_buffer((n_out, n_in), out_layouts[2])
+    W, ok_w = out_buffer(W0.shape, buf_layouts[0])
+    prev, ok_p = out_buffer(W0.shape, buf_layouts[1])
+    Gw, ok_g = out_buffer((n_out, n_in), buf_layouts[2])
     if ok_w:
         W[...] = W0
     if ok_p:
         prev[...] = prev0
-    gb_layout = out_layouts[3]
+    gb_layout = buf_layouts[3]
     gb = {"C": np.full(n_out, np.nan, F32),
           "offset": np.full(n_out + 1, np.nan, F32)[1:],
           "misaligned": np.ndarray(n_out, F32, np.zeros(4 * n_out + 1, np.uint8), 1)
