@@ -216,6 +216,14 @@ def _check_weights(str name, const float[:, :] W):
         raise ValueError(f"{name}: must be C-ordered (bias in column 0 of each row)")
     if W.shape[1] > 1 and W.strides[1] != sizeof(float):
         raise ValueError(f"{name}: must be C-ordered (bias in column 0 of each row)")
+    # BLAS and _ld() take the row stride as a leading dimension >= the row
+    # length: rows running backwards (W[::-1]), repeated (broadcast, stride 0)
+    # or overlapping would be read past the end of the matrix.
+    cdef Py_ssize_t isz = sizeof(float)
+    if W.shape[0] > 1 and (W.strides[0] < W.shape[1] * isz or W.strides[0] % isz != 0):
+        raise ValueError(f"{name}: rows must follow one another in memory (row stride "
+                         f"{W.strides[0]} bytes, needs a multiple of {isz} and at least "
+                         f"{W.shape[1] * isz})")
 
 
 cdef inline int _ld(const float[:, :] M) noexcept:

@@ -86,6 +86,30 @@ def test_hidden_delta_rejects_bad_operands(case, match):
         ck.hidden_delta(d, W, A, out)
 
 
+def _rows_not_one_after_another(W):
+    """Views of W's values whose rows run backwards, repeat, or sit 18 bytes
+    apart (not a whole number of floats)."""
+    n_out, m = W.shape
+    rev = np.ascontiguousarray(W[::-1])[::-1]
+    rep = np.broadcast_to(W[:1], W.shape)
+    buf = np.zeros(18 * n_out + 4, np.uint8)
+    odd = np.ndarray(W.shape, np.float32, buffer=buf, strides=(18, 4))
+    odd[...] = W
+    return {"reversed": rev, "repeated": rep, "odd stride": odd}
+
+
+@pytest.mark.parametrize("case", ["reversed", "repeated", "odd stride"])
+def test_weights_whose_rows_do_not_follow_each_other_are_refused(case):
+    """Regression (found by tests/test_properties.py): such a W was accepted,
+    its row stride replaced by the row length, and read past its end."""
+    A, d = rand((5, 3)), rand((5, 4))
+    W = _rows_not_one_after_another(rand((4, 4)))[case]
+    with pytest.raises(ValueError, match="rows must follow one another"):
+        ck.forward_layer(A, W, np.empty((5, 4), np.float32))
+    with pytest.raises(ValueError, match="rows must follow one another"):
+        ck.hidden_delta(d, W, A, np.empty((5, 3), np.float32))
+
+
 def test_hidden_delta_rejects_wrong_dtype_and_layout_of_output():
     d, W, A = rand((5, 3)), rand((3, 5)), rand((5, 4))
     with pytest.raises(ValueError):
