@@ -725,3 +725,37 @@ def test_classifier_fit_safe_and_backends_agree(seed, n, m, n_classes, form, y_f
     top2 = np.sort(on, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > 1e-3           # no near-tie of the two largest
     np.testing.assert_array_equal(preds["compiled"][clear], preds["numpy"][clear])
+
+
+# ------------------------------------------------------ rmsprop and adam
+@SETTINGS(60)
+@given(seed=seeds, B=st.integers(1, 40), n_in=st.integers(1, 90), n_out=st.integers(1, 30),
+       name=st.sampled_from(("sgd", "rmsprop", "adam")), l2=lambdas, l1=lambdas,
+       momentum=momenta, lr=st.floats(1e-5, 0.1), rho=st.floats(0.0, 0.999),
+       beta_1=st.floats(0.0, 0.999), beta_2=st.floats(0.0, 0.9999),
+       epsilon=st.floats(1e-10, 1e-3), first_step=st.integers(1, 10_000),
+       steps=st.integers(1, 4), lays=st.sampled_from(("C", "F")))
+def test_optimizer_steps_bit_identical_on_exact_gradients(seed, B, n_in, n_out, name, l2, l1,
+                                                          momentum, lr, rho, beta_1, beta_2,
+                                                          epsilon, first_step, steps, lays):
+    """With delta and A_prev in multiples of 1/8 (every product and sum of the
+    gradient exact), both kernels take bit-identical optimiser steps for any
+    sizes, layouts, lambdas and rule hyperparameters, at any step count."""
+    from fastmlp._optim import Optimizer
+    rng = np.random.default_rng(seed)
+    delta = (rng.integers(-8, 9, (B, n_out)) / 8).astype(F32)
+    A = (rng.integers(0, 9, (B, n_in)) / 8).astype(F32)
+    if lays == "F":
+        delta, A = np.asfortranarray(delta), np.asfortranarray(A)
+    W0 = rng.uniform(-0.5, 0.5, (n_out, 1 + n_in)).astype(F32)
+    opt = Optimizer(name, rho, beta_1, beta_2, epsilon)
+    out = []
+    for mod in (nb, ck):
+        W, s1, s2 = W0.copy(), np.zeros_like(W0), np.zeros_like(W0)
+        Gw, gb = np.empty((n_out, n_in), F32), np.empty(n_out, F32)
+        for t in range(first_step, first_step + steps):
+            mod.gradient_update(delta, A, W, s1, lr, l2, l1, momentum, Gw, gb,
+                                np.empty_like(Gw), optimizer=opt, state2=s2, step=t)
+        out.append((W, s1, s2, Gw, gb))
+    for a, b, what in zip(out[0], out[1], ("W", "state1", "state2", "Gw", "gb")):
+        np.testing.assert_array_equal(b, a, err_msg=what)
