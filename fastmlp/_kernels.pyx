@@ -204,6 +204,37 @@ cdef inline char _flip(char f) noexcept nogil:
     return b'T' if f == b'N' else b'N'
 
 
+cdef int _aligned(str name, const void *p, Py_ssize_t s0, Py_ssize_t s1,
+                  Py_ssize_t isz) except -1:
+    """Raise unless the data pointer and the strides that matter (s0, s1; 0
+    for an axis of length <= 1) are multiples of the element size: a view
+    that starts inside an element (a byte offset into a buffer) would make
+    every load a misaligned one, which C leaves undefined."""
+    if (<size_t>p) % <size_t>isz or s0 % isz or s1 % isz:
+        raise ValueError(f"{name}: data not aligned to its {isz}-byte elements (a view "
+                         "starting inside an element); pass np.ascontiguousarray of it")
+    return 0
+
+
+cdef int _al2(const float[:, :] M, str name) except -1:
+    if M.shape[0] == 0 or M.shape[1] == 0:
+        return 0
+    return _aligned(name, &M[0, 0], M.strides[0] if M.shape[0] > 1 else 0,
+                    M.strides[1] if M.shape[1] > 1 else 0, sizeof(float))
+
+
+cdef int _al1(const float[:] v, str name) except -1:
+    if v.shape[0] == 0:
+        return 0
+    return _aligned(name, &v[0], v.strides[0] if v.shape[0] > 1 else 0, 0, sizeof(float))
+
+
+cdef int _alidx(const Py_ssize_t[::1] v, str name) except -1:
+    if v.shape[0] == 0:
+        return 0
+    return _aligned(name, &v[0], 0, 0, sizeof(Py_ssize_t))
+
+
 def _check_shape(str name, tuple got, tuple want):
     if got != want:
         raise ValueError(f"{name}: expected shape {want}, got {got}")
@@ -262,6 +293,7 @@ def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A
     W      : (n_out, 1 + n_in) float32, C    # IN
     A_out  : (B, n_out) float32, C           # OUT
     """
+    _al2(A_prev, "A_prev"); _al2(W, "W"); _al2(A_out, "A_out")
     _check_weights("W", W)
     cdef int kind = _act_kind(activation)
     cdef Py_ssize_t B = A_prev.shape[0], n_in = A_prev.shape[1], n_out = W.shape[0]
@@ -301,6 +333,7 @@ def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] del
     clipped at the smallest normal float32; a sample is correct when the first
     maximum of its outputs is at its target class.
     """
+    _al2(A_L, "A_L"); _al2(Y, "Y"); _al2(delta_out, "delta_out")
     cdef int softmax = _out_kind(output) == 3
     cdef Py_ssize_t B = A_L.shape[0], K = A_L.shape[1]
     _check_shape("Y", (Y.shape[0], Y.shape[1]), (B, K))
@@ -334,6 +367,8 @@ def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
     delta_out  : (B, n) float32, C                # OUT
     tmp        : unused; accepted for the twin's signature
     """
+    _al2(delta_next, "delta_next"); _al2(W_next, "W_next"); _al2(A, "A")
+    _al2(delta_out, "delta_out")
     cdef int kind = _act_kind(activation)
     cdef Py_ssize_t B = delta_next.shape[0], n_next = delta_next.shape[1]
     cdef Py_ssize_t n = A.shape[1]
@@ -408,6 +443,8 @@ def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, 
     state2  : (n_out, 1 + n_in) float32, C       # IN/OUT adam's second moment
     step    : 1-based number of this step (adam's bias correction)
     """
+    _al2(delta, "delta"); _al2(A_prev, "A_prev"); _al2(W, "W"); _al2(dW_prev, "dW_prev")
+    _al2(Gw, "Gw"); _al1(gb, "gb")
     cdef Py_ssize_t B = delta.shape[0], n_out = delta.shape[1], n_in = A_prev.shape[1]
     _check_shape("A_prev", (A_prev.shape[0], A_prev.shape[1]), (B, n_in))
     _check_shape("W", (W.shape[0], W.shape[1]), (n_out, 1 + n_in))
@@ -424,6 +461,7 @@ def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, 
             raise ValueError("state2: adam needs its second-moment array")
         S2 = state2
         _check_shape("state2", (S2.shape[0], S2.shape[1]), (n_out, 1 + n_in))
+        _al2(S2, "state2")
     fm_opt_prepare(&o, <float>lr, step)
     cdef char fd, fa
     cdef int ldd, lda
@@ -463,6 +501,7 @@ def _check_lambdas(double lr, double l2, double l1, double momentum):
 
 def regularization_cost(const float[:, :] W, double l2, double l1):
     """Return l2/2 sum(W[:, 1:]^2) + l1 sum|W[:, 1:]| (bias column excluded)."""
+    _al2(W, "W")
     cdef Py_ssize_t i, j
     cdef double sq = 0.0, ab = 0.0, w
     with nogil:
@@ -489,6 +528,8 @@ def column_mean_var(const source_t[:, ::1] X):
     each a loop over rows with the columns innermost.  Returns two float64
     arrays.
     """
+    if X.shape[0] > 0 and X.shape[1] > 0:
+        _aligned("X", &X[0, 0], X.strides[0] if X.shape[0] > 1 else 0, 0, sizeof(X[0, 0]))
     cdef Py_ssize_t n = X.shape[0], m = X.shape[1], i, j
     mean_arr = np.zeros(m, np.float64)
     var_arr = np.zeros(m, np.float64)
@@ -518,6 +559,7 @@ def gather_rows(const float[:, ::1] X, const Py_ssize_t[::1] idx, float[:, ::1] 
     idx : (B,) intp, each in [0, n)      # IN
     out : (B, m) float32, C              # OUT
     """
+    _al2(X, "X"); _alidx(idx, "idx"); _al2(out, "out")
     cdef Py_ssize_t B = idx.shape[0], m = X.shape[1], n = X.shape[0], i, bad = -1
     _check_shape("out", (out.shape[0], out.shape[1]), (B, m))
     with nogil:
@@ -543,6 +585,7 @@ def predict_proba(const float[:, ::1] X, weights, float[:, ::1] out, Py_ssize_t 
     thread owns two ping-pong buffers, allocated once per call.  BLAS must be
     limited to one thread when ``n_threads`` > 1.
     """
+    _al2(X, "X"); _al2(out, "out")
     cdef _Net net = _Net(weights, X.shape[1], False, activation, output)
     cdef Py_ssize_t n = X.shape[0], K = net.n_out[net.L - 1]
     _check_shape("out", (out.shape[0], out.shape[1]), (n, K))
@@ -668,6 +711,9 @@ cdef class _Net:
                                  f"{getattr(W, 'shape', '')}")
             if not W.flags.c_contiguous:
                 raise ValueError(f"weights[{l}]: must be C-contiguous (bias in column 0)")
+            if not W.flags.aligned:
+                raise ValueError(f"weights[{l}]: data not aligned to its 4-byte elements; "
+                                 "pass np.ascontiguousarray of it")
             if W.shape[1] != prev + 1 or W.shape[0] < 1:
                 raise ValueError(f"weights[{l}]: expected shape (n_out, {prev + 1}), "
                                  f"got {W.shape}")
@@ -812,6 +858,9 @@ cdef class CompiledBackend:
                              f"{getattr(X, 'shape', '')}")
         if X.shape[0] < 1 or X.shape[1] < 1:
             raise ValueError(f"X: needs at least one row and one column, got {X.shape}")
+        if not X.flags.aligned:
+            raise ValueError("X: data not aligned to its elements; pass "
+                             "np.ascontiguousarray of it")
         cdef const float[:, ::1] Xf
         cdef const unsigned char[:, ::1] Xu
         cdef const double[:, ::1] Xd
@@ -911,17 +960,17 @@ cdef class CompiledBackend:
             m1 = buf(T * _r16(n_out))
             self.gb[l] = &m1[0]
             V = velocities[l]
-            if not (isinstance(V, np.ndarray) and V.dtype == np.float32
+            if not (isinstance(V, np.ndarray) and V.dtype == np.float32 and V.flags.aligned
                     and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
-                raise ValueError(f"velocities[{l}]: must be a C-contiguous float32 "
+                raise ValueError(f"velocities[{l}]: must be an aligned C-contiguous float32 "
                                  f"array of shape {(n_out, n_in + 1)}")
             m2 = V
             self.V[l] = self.V2[l] = &m2[0, 0]
             if n_states == 2:
                 V = states2[l]
-                if not (isinstance(V, np.ndarray) and V.dtype == np.float32
+                if not (isinstance(V, np.ndarray) and V.dtype == np.float32 and V.flags.aligned
                         and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
-                    raise ValueError(f"states2[{l}]: must be a C-contiguous float32 "
+                    raise ValueError(f"states2[{l}]: must be an aligned C-contiguous float32 "
                                      f"array of shape {(n_out, n_in + 1)}")
                 m2 = V
                 self.V2[l] = &m2[0, 0]
@@ -999,6 +1048,7 @@ cdef class CompiledBackend:
         cdef Py_ssize_t b = idx.shape[0], i, bad = -1
         if b < 1 or b > self.Bmax:
             raise ValueError(f"idx: batch of {b} rows, expected 1..{self.Bmax}")
+        _alidx(idx, "idx")
         if not (lr >= 0.0) or lr == float("inf"):
             raise ValueError(f"lr must be a finite number >= 0, got {lr}")
         cdef int T = self.T if self.T <= b else <int>b

@@ -395,10 +395,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _training_source(X):
-        """X as the backends read it: the caller's array itself when it is a
-        C-ordered uint8, float32 or float64 matrix (read, never written), else
-        its one float32 copy.  Scaling is applied batch by batch."""
-        if X.flags.c_contiguous and X.dtype in (np.uint8, np.float32, np.float64):
+        """X as the backends read it: the caller's array itself when it is an
+        aligned C-ordered uint8, float32 or float64 matrix (read, never
+        written), else its one float32 copy.  Scaling is applied batch by batch."""
+        if X.flags.c_contiguous and X.flags.aligned and \
+                X.dtype in (np.uint8, np.float32, np.float64):
             return X
         return np.ascontiguousarray(X, dtype=np.float32)
 

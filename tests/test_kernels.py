@@ -104,9 +104,11 @@ def test_weights_whose_rows_do_not_follow_each_other_are_refused(case):
     its row stride replaced by the row length, and read past its end."""
     A, d = rand((5, 3)), rand((5, 4))
     W = _rows_not_one_after_another(rand((4, 4)))[case]
-    with pytest.raises(ValueError, match="rows must follow one another"):
+    # an odd byte stride is also a misaligned one: either message names it
+    match = "rows must follow one another|not aligned"
+    with pytest.raises(ValueError, match=match):
         ck.forward_layer(A, W, np.empty((5, 4), np.float32))
-    with pytest.raises(ValueError, match="rows must follow one another"):
+    with pytest.raises(ValueError, match=match):
         ck.hidden_delta(d, W, A, np.empty((5, 3), np.float32))
 
 
@@ -317,3 +319,29 @@ def test_column_mean_var_matches_numpy_float64():
     np.testing.assert_allclose(var, X.astype(np.float64).var(axis=0), rtol=1e-10)
     with pytest.raises(ValueError, match="at least one row"):
         ck.column_mean_var(np.empty((0, 3), np.float32))
+
+
+def test_operands_starting_inside_a_float_are_refused():
+    """Regression (found by the sanitizer run of tests/test_properties.py):
+    a float32 view one byte into a buffer was read with misaligned loads,
+    undefined behaviour in C.  Every kernel now refuses such an operand."""
+    def misaligned(shape):
+        n = int(np.prod(shape))
+        a = np.ndarray(shape, np.float32, np.zeros(4 * n + 1, np.uint8), 1)
+        a[...] = 0.25
+        return a
+    A, W, d = rand((5, 3)), rand((4, 4)), rand((5, 4))
+    out = np.empty((5, 4), np.float32)
+    with pytest.raises(ValueError, match="A_prev: data not aligned"):
+        ck.forward_layer(misaligned((5, 3)), W, out)
+    with pytest.raises(ValueError, match="A_out: data not aligned"):
+        ck.forward_layer(A, W, misaligned((5, 4)))
+    with pytest.raises(ValueError, match="Y: data not aligned"):
+        ck.output_delta(rand((5, 4)), misaligned((5, 4)), out)
+    with pytest.raises(ValueError, match="W: data not aligned"):
+        ck.regularization_cost(misaligned((4, 4)), 0.1, 0.0)
+    with pytest.raises(ValueError, match="gb: data not aligned"):
+        ck.gradient_update(d, A, rand((4, 4)), np.zeros((4, 4), np.float32),
+                           0.1, 0, 0, 0, np.empty((4, 3), np.float32), misaligned((4,)))
+    with pytest.raises(ValueError, match="X: data not aligned"):
+        ck.predict_proba(misaligned((5, 3)), [W], out)

@@ -420,3 +420,22 @@ def test_validation_data_not_a_pair_is_named(backend, vd):
                  else r"validation_data must be a pair \(X_val, y_val\)")
     with pytest.raises(ValueError, match=exc_match):
         model(backend).fit(X, y, validation_data=bad)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_float_data_starting_inside_a_float_trains_like_aligned_data(backend):
+    """A float32 X one byte into a buffer (not aligned) is copied once rather
+    than read with misaligned loads, and trains to the same weights."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 7)).astype(np.float32)
+    y = rng.integers(0, 3, 120)
+    odd = np.ndarray(X.shape, np.float32, np.zeros(X.nbytes + 1, np.uint8), 1)
+    odd[...] = X
+    assert not odd.flags.aligned
+    kw = dict(hidden_layer_sizes=(6,), epochs=2, batch_size=50, backend=backend,
+              random_state=0)
+    a = MLPClassifier(**kw).fit(X, y)
+    b = MLPClassifier(**kw).fit(odd, y)
+    for wa, wb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a.predict_proba(odd), a.predict_proba(X))
