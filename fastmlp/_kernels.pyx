@@ -212,7 +212,7 @@ cdef int _aligned(str name, const void *p, Py_ssize_t s0, Py_ssize_t s1,
     every load a misaligned one, which C leaves undefined."""
     if (<size_t>p) % <size_t>isz or s0 % isz or s1 % isz:
         raise ValueError(f"{name}: data not aligned to its {isz}-byte elements (a view "
-                         "starting inside an element); pass np.ascontiguousarray of it")
+                         "starting inside an element); pass a copy (np.array(...))")
     return 0
 
 
@@ -713,7 +713,7 @@ cdef class _Net:
                 raise ValueError(f"weights[{l}]: must be C-contiguous (bias in column 0)")
             if not W.flags.aligned:
                 raise ValueError(f"weights[{l}]: data not aligned to its 4-byte elements; "
-                                 "pass np.ascontiguousarray of it")
+                                 "pass a copy (np.array(...))")
             if W.shape[1] != prev + 1 or W.shape[0] < 1:
                 raise ValueError(f"weights[{l}]: expected shape (n_out, {prev + 1}), "
                                  f"got {W.shape}")
@@ -859,8 +859,8 @@ cdef class CompiledBackend:
         if X.shape[0] < 1 or X.shape[1] < 1:
             raise ValueError(f"X: needs at least one row and one column, got {X.shape}")
         if not X.flags.aligned:
-            raise ValueError("X: data not aligned to its elements; pass "
-                             "np.ascontiguousarray of it")
+            raise ValueError("X: data not aligned to its elements; pass a copy "
+                             "(np.array(...))")
         cdef const float[:, ::1] Xf
         cdef const unsigned char[:, ::1] Xu
         cdef const double[:, ::1] Xd

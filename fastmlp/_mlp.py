@@ -401,7 +401,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if X.flags.c_contiguous and X.flags.aligned and \
                 X.dtype in (np.uint8, np.float32, np.float64):
             return X
-        return np.ascontiguousarray(X, dtype=np.float32)
+        # np.array, not ascontiguousarray: that returns an unaligned C array as is
+        return np.array(X, dtype=np.float32, order="C", copy=True)
 
     def _fit_scaling(self, src):
         """Set ``mean_`` and ``scale_`` from the training inputs, as ``scaling``
