@@ -782,6 +782,18 @@ cdef class _Net:
         free(self.NP)
 
 
+cdef float *_state_pointer(V, str name, Py_ssize_t n_out, Py_ssize_t n_in) except NULL:
+    """Data pointer of an optimiser state array of a (n_out, 1 + n_in) weight
+    matrix, after checking it is an aligned C-contiguous float32 array of
+    that shape (the caller keeps the array alive)."""
+    if not (isinstance(V, np.ndarray) and V.dtype == np.float32 and V.flags.aligned
+            and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
+        raise ValueError(f"{name}: must be an aligned C-contiguous float32 "
+                         f"array of shape {(n_out, n_in + 1)}")
+    cdef float[:, ::1] m = V
+    return &m[0, 0]
+
+
 cdef class CompiledBackend:
     """One fit's training state for the compiled kernels.
 
@@ -937,7 +949,6 @@ cdef class CompiledBackend:
         self.V2 = <float **>calloc(L, sizeof(float *))
         if not (self.A and self.D and self.G and self.gb and self.V and self.V2):
             raise MemoryError()
-        cdef float[:, ::1] m2
         cdef float[::1] m1
         cdef double[::1] md
         cdef long[::1] ml
@@ -959,21 +970,10 @@ cdef class CompiledBackend:
             self.G[l] = &m1[0]
             m1 = buf(T * _r16(n_out))
             self.gb[l] = &m1[0]
-            V = velocities[l]
-            if not (isinstance(V, np.ndarray) and V.dtype == np.float32 and V.flags.aligned
-                    and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
-                raise ValueError(f"velocities[{l}]: must be an aligned C-contiguous float32 "
-                                 f"array of shape {(n_out, n_in + 1)}")
-            m2 = V
-            self.V[l] = self.V2[l] = &m2[0, 0]
+            self.V[l] = self.V2[l] = _state_pointer(velocities[l], f"velocities[{l}]",
+                                                    n_out, n_in)
             if n_states == 2:
-                V = states2[l]
-                if not (isinstance(V, np.ndarray) and V.dtype == np.float32 and V.flags.aligned
-                        and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
-                    raise ValueError(f"states2[{l}]: must be an aligned C-contiguous float32 "
-                                     f"array of shape {(n_out, n_in + 1)}")
-                m2 = V
-                self.V2[l] = &m2[0, 0]
+                self.V2[l] = _state_pointer(states2[l], f"states2[{l}]", n_out, n_in)
         md = buf(8 * T, np.float64)
         self.slice_cost = &md[0]
         ml = buf(8 * T, np.int_)

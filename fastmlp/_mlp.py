@@ -53,8 +53,8 @@ class _Snapshot:
 
     def __init__(self, model):
         self.arrays = list(model.coefs_) + list(model._velocities) + list(model._states2 or ())
-        self.copies = [a.copy() for a in self.arrays]
-        self.steps = model.optimizer_steps_
+        self.copies = [np.empty_like(a) for a in self.arrays]     # filled by take()
+        self.steps = None
 
     def take(self, steps):
         for a, c in zip(self.arrays, self.copies):
