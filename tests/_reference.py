@@ -80,3 +80,13 @@ def random_problem(layers, batch, seed, dtype=np.float32):
     Y = np.zeros((batch, layers[-1]), dtype)
     Y[np.arange(batch), labels] = 1
     return weights, X, Y
+
+
+def assert_same_training_state(Wa, Wb, Va, Vb):
+    """The weights and optimiser states two backends end a run with, compared
+    at the tolerances of tests/test_backends.py."""
+    for l, (a, b) in enumerate(zip(Wa, Wb)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6, err_msg=f"W[{l}]")
+    for l, (a, b) in enumerate(zip(Va, Vb)):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-7, err_msg=f"V[{l}]")
+

@@ -25,6 +25,16 @@ from _reference import random_problem
 BACKENDS = {"numpy": nb, "compiled": ck}
 
 
+def steps_in_lockstep(backend, twin, X, Y, B, rates):
+    """One fastmlp backend step and one twin step per rate, on consecutive
+    batches of B rows; the batch costs (before each step) must agree."""
+    for s, lr in enumerate(rates):
+        idx = np.arange(s * B, (s + 1) * B)
+        cost, reg, _ = backend.train_batch(idx, lr)
+        t_cost = twin.train_step(X[idx], Y[idx], lr)
+        assert cost + reg == pytest.approx(t_cost, rel=1e-4)
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_digits()
@@ -100,11 +110,7 @@ def test_training_steps_equal_keras_steps(backend, steps):
     Vs = [np.zeros_like(W) for W in Ws]
     be = BACKENDS[backend].Backend(X, Y, Ws, Vs, B, l2, l1, mom, 1)
     twin = KerasTwin(weights, l2=l2, l1=l1, momentum=mom)
-    for s in range(steps):
-        idx = np.arange(s * B, (s + 1) * B)
-        cost, reg, _ = be.train_batch(idx, lr)
-        t_cost = twin.train_step(X[idx], Y[idx], lr)
-        assert cost + reg == pytest.approx(t_cost, rel=1e-4)
+    steps_in_lockstep(be, twin, X, Y, B, [lr] * steps)
     for l, (a, b) in enumerate(zip(Ws, twin.weights())):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6, err_msg=f"W[{l}]")
 
@@ -139,12 +145,7 @@ def test_rmsprop_and_adam_steps_equal_keras_optimizers(backend, optimizer):
     be = BACKENDS[backend].Backend(X, Y, Ws, S1, B, l2, 0.0, 0.0, 1, optimizer=optimizer,
                                    states2=S2)
     twin = KerasTwin(weights, l2=l2, optimizer=optimizer)
-    for s in range(steps):
-        idx = np.arange(s * B, (s + 1) * B)
-        lr = 0.01 / (1 + 0.1 * s)
-        cost, reg, _ = be.train_batch(idx, lr)
-        t_cost = twin.train_step(X[idx], Y[idx], lr)
-        assert cost + reg == pytest.approx(t_cost, rel=1e-4)
+    steps_in_lockstep(be, twin, X, Y, B, [0.01 / (1 + 0.1 * s) for s in range(steps)])
     # measured: at most 6e-7 apart (rmsprop), 5e-8 (adam); mixing the two
     # rules up moves weights by 0.08
     for l, (a, b) in enumerate(zip(Ws, twin.weights())):
@@ -156,6 +157,7 @@ def test_objective_mlp_fit_takes_fastmlps_steps(digits, optimizer):
     """The benchmark's equal-terms Keras model: model.fit over 3 batches from
     fastmlp's initial weights, on the same scaled data and batches, ends at
     fastmlp's weights."""
+    from fastmlp.bench import initial_weights
     from fastmlp.keras_models import objective_mlp
     (X, y), _ = digits
     X, y = X[:300], y[:300]
@@ -163,10 +165,7 @@ def test_objective_mlp_fit_takes_fastmlps_steps(digits, optimizer):
                       learning_rate=0.003, lr_decay=0.0, l2=0.05, shuffle=False,
                       random_state=1, n_threads=1)
     m.partial_fit(X, y, classes=np.unique(y))
-    start = MLPClassifier((20,), random_state=1)
-    start._params = start._check_params()
-    start.layers_ = m.layers_
-    W0 = start._init_weights(np.random.default_rng(1))
+    W0 = initial_weights(m.layers_[0], m.layers_[-1], 1, hidden=(20,))
     model = objective_mlp(W0, l2=0.05, optimizer=optimizer, learning_rate=0.003)
     Xs = ((X.astype(np.float32) - m.mean_) / m.scale_).astype(np.float32)
     Y = np.eye(len(m.classes_), dtype=np.float32)[np.searchsorted(m.classes_, y)]
