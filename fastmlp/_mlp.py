@@ -40,9 +40,9 @@ class DivergenceError(FloatingPointError):
 class _Diverged(Exception):
     """Internal: batch ``batch`` of the epoch gave a non-finite cost or weight."""
 
-    def __init__(self, batch, cost, reg):
+    def __init__(self, batch, cost):
         super().__init__(batch)
-        self.batch, self.cost, self.reg = batch, cost, reg
+        self.batch, self.cost = batch, cost
 
 
 class _Snapshot:
@@ -368,7 +368,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         for name in ("shuffle", "verbose"):
             v = getattr(self, name)
             if not isinstance(v, (bool, np.bool_, int, np.integer)):
-                raise TypeError(f"{name} must be a bool, got {type(v).__name__} {v!r}")
+                raise TypeError(f"{name} must be a bool or an int, got {type(v).__name__} {v!r}")
         optimizer = check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("rho", "beta_1", "beta_2", "epsilon"):
             check_nonneg_float(name, getattr(self, name), allow_zero=(name != "epsilon"))
@@ -593,7 +593,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                         cost, reg, ok = trainer.train_batch(idx, rates[e])
                         self.optimizer_steps_ = trainer.step
                         if not math.isfinite(cost + reg):
-                            raise _Diverged(b, cost, reg)
+                            raise _Diverged(b, cost)
                         costs[b] = cost + reg
                         regs[b] = reg
                         correct += ok
