@@ -179,3 +179,24 @@ def test_structured_fuzz_of_load_only_raises_model_file_errors():
     assert set(counts) == set(fuzz.STRATEGIES)
     assert all(c["refused"] + c["loaded"] == 60 for c in counts.values())
     assert counts["truncate"]["refused"] == 60 and counts["header"]["refused"] > 0
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name, key", [("model_v2_sgd.npz", "sgd_proba"),
+                                       ("model_v2_adam_strings.npz", "adam_proba")])
+def test_files_saved_by_an_earlier_version_load_and_predict_as_they_did(name, key):
+    # written by fastmlp at commit ce4e38b (format 2), before the model core
+    # was split into estimator, trainer and backends; the expected outputs
+    # were computed by that version right after fitting
+    m = load(DATA / name)
+    ref = np.load(DATA / "model_v2_expected.npz", allow_pickle=False)
+    np.testing.assert_allclose(m.predict_proba(ref["X"]), ref[key], rtol=1e-6, atol=1e-7)
+    if "adam" in name:
+        np.testing.assert_array_equal(m.predict(ref["X"]), ref["adam_pred"])
+        assert m.optimizer == "adam" and m.optimizer_steps_ > 0
+    (X, y), _ = load_digits()
+    before = [W.copy() for W in m.coefs_]
+    m.partial_fit(X, m.classes_[y])       # the saved optimiser state trains on
+    assert any(not np.array_equal(a, b) for a, b in zip(before, m.coefs_))
