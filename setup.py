@@ -92,15 +92,19 @@ directives = {
     "embedsignature": True,
 }
 
+# The compiled backend: layer-level kernels (_layers), the checked kernels
+# that mirror the NumPy twin (_compiled) and the training step (_step); the
+# last two cimport the first (see fastmlp/backends/_layers.pxd).
 extensions = [
     Extension(
-        "fastmlp._kernels",
-        ["fastmlp/_kernels.pyx"],
+        f"fastmlp.backends.{name}",
+        [f"fastmlp/backends/{name}.pyx"],
         include_dirs=["csrc"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=[("FASTMLP_OPENMP", "1" if use_openmp else "0")],
     )
+    for name in ("_layers", "_compiled", "_step")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,

@@ -1,16 +1,18 @@
 """Command line: ``fastmlp train | predict | info`` (also ``python -m fastmlp``).
 
-* ``fastmlp train`` trains the seed network on the shipped MNIST by default;
+* ``fastmlp train`` runs the blog experiment (the 784-70-30-10 sigmoid network
+  of the blog series, on the shipped MNIST) by default;
   every hyperparameter, the dataset, backend and threads are options.  On a
   terminal it draws a progress bar per epoch; otherwise (a pipe, a log file)
   it prints one line per epoch.  It ends with the test accuracy and where the
-  time went, and can save the model, the history and the seeds' plots.
+  time went, and can save the model, the history and the training plots.
 * ``fastmlp predict MODEL INPUT`` prints (or writes) predictions for a .npy,
   .npz or IDX file.
 * ``fastmlp info`` shows the version, the compiled kernels, BLAS and threads,
   and the CPU.
-* ``fastmlp bench`` runs the benchmark suite (:mod:`fastmlp.bench`).
-* ``fastmlp study`` runs the seeds' regularisation study (:mod:`fastmlp.study`).
+* ``fastmlp bench`` runs the benchmark suite (:mod:`fastmlp.experiments.suite`).
+* ``fastmlp study`` runs the blog series' regularisation study
+  (:mod:`fastmlp.experiments.study`).
 
 Exit status: 0 on success; 2 with one line on stderr for a user mistake (a
 missing file, a bad option value, unusable data); 130 when interrupted.
@@ -24,12 +26,17 @@ import time
 
 import numpy as np
 
-from . import __version__, _cpu_name, build_info, datasets
-from ._io import ModelFileError, load
-from ._mlp import (BACKENDS, DIVERGENCE, SCALINGS, TRAIN_ACC_KINDS, DivergenceError,
-                   MLPClassifier, format_epoch)
-from ._numpy_backend import ACTIVATIONS, OUTPUTS
-from ._optim import OPTIMIZERS
+from . import datasets
+from ._base import DIVERGENCE, TRAIN_ACC_KINDS
+from ._classifier import MLPClassifier, load
+from ._history import format_epoch
+from ._io import ModelFileError
+from ._platform import build_info, cpu_name
+from ._registry import ACTIVATIONS, OPTIMIZERS, OUTPUTS
+from ._scaling import SCALINGS
+from ._trainer import DivergenceError
+from ._version import __version__
+from .backends import BACKENDS
 
 
 class UserError(Exception):
@@ -193,7 +200,7 @@ def _info(args):
         print(f"OpenMP: {'yes' if b['openmp'] else 'no (single-threaded)'}, "
               f"default threads {b['max_threads']}")
         print(f"large products: {b['gemm']}")
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} cores")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
     for lib in threadpool_info():
         print(f"{lib['internal_api']}: {lib.get('version')} "
               f"({os.path.basename(lib['filepath'])}), {lib['num_threads']} threads")
@@ -207,7 +214,7 @@ def _parser():
     p.add_argument("--version", action="version", version=f"fastmlp {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a network (default: the seed network on MNIST)")
+    t = sub.add_parser("train", help="train a network (default: the blog experiment on MNIST)")
     t.add_argument("--dataset", default="mnist",
                    help="mnist (shipped), digits, a Keras-format mnist.npz path, or a folder "
                         "of MNIST IDX files (default: mnist)")
@@ -228,7 +235,7 @@ def _parser():
     t.add_argument("--train-accuracy", choices=TRAIN_ACC_KINDS, default=d.train_accuracy,
                    help="batch-averaged (cheap) or full-set training accuracy (default: batch)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
-                   help="the seeds' momentum sgd, or Keras's rmsprop / adam (default: sgd)")
+                   help="the blog's momentum sgd, or Keras's rmsprop / adam (default: sgd)")
     t.add_argument("--divergence", choices=DIVERGENCE, default=d.divergence,
                    help="on a NaN/infinite cost or weight: stop with an error, or warn and "
                         "keep the last finite weights (default: raise)")
@@ -239,7 +246,8 @@ def _parser():
     t.add_argument("--no-shuffle", action="store_true", help="keep the sample order fixed")
     t.add_argument("--output", help="save the trained model to this .npz file")
     t.add_argument("--history", help="write the history to this .json or .csv file")
-    t.add_argument("--plot", help="write the seeds' training plots to this PNG")
+    t.add_argument("--plot", help="write the training plots (cost, regularisation share, "
+                                  "accuracy) to this PNG")
     t.add_argument("--quiet", action="store_true", help="no per-epoch output")
 
     pr = sub.add_parser("predict", help="predict with a saved model")
@@ -253,7 +261,8 @@ def _parser():
     sub.add_parser("bench", add_help=False,
                    help="fastmlp vs Keras, PyTorch, scikit-learn (fastmlp bench --help)")
     sub.add_parser("study", add_help=False,
-                   help="the seeds' lambda2 regularisation study (fastmlp study --help)")
+                   help="the blog series' lambda2 regularisation study "
+                        "(fastmlp study --help)")
     return p
 
 
@@ -261,10 +270,10 @@ def main(argv=None):
     """Entry point of ``fastmlp`` / ``python -m fastmlp``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:                 # these parse their own options
-        from .bench import main as bench_main
+        from .experiments.suite import main as bench_main
         return bench_main(argv[1:])
     if argv[:1] == ["study"]:
-        from .study import main as study_main
+        from .experiments.study import main as study_main
         return study_main(argv[1:])
     args = _parser().parse_args(argv)
     run = {"train": _train, "predict": _predict, "info": _info}[args.command]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["History"]
+__all__ = ["History", "format_epoch"]
 
 
 def _plain(v):
@@ -14,13 +14,26 @@ def _plain(v):
     return float(v)
 
 
+def format_epoch(epoch, record, epochs=None):
+    """One line summing up an epoch's history record (verbose output, CLI)."""
+    total = f"/{epochs}" if epochs else ""
+    parts = [f"epoch {epoch + 1:3d}{total}", f"cost {record['cost']:10.4f}",
+             f"reg share {record['reg_share']:.4f}"]
+    if "train_acc" in record:
+        parts.append(f"train acc {record['train_acc']:.4f}")
+    if "test_acc" in record:
+        parts.append(f"test acc {record['test_acc']:.4f}")
+    parts += [f"lr {record['learning_rate']:.6g}", f"{record['epoch_time']:.3f} s"]
+    return "  ".join(parts)
+
+
 class History:
-    """Record of a training run, filled by :meth:`MLPClassifier.fit`.
+    """Record of a training run, filled by the trainer during ``fit``.
 
     Per batch (one row per epoch, one column per batch):
 
-    ``batch_cost``       LogLoss of the batch plus its regularisation term
-    ``batch_reg_share``  regularisation term / batch cost (the seeds'
+    ``batch_cost``       loss of the batch plus its regularisation term
+    ``batch_reg_share``  regularisation term / batch cost (the blog series'
                          "rel. reg. contrib. to batch costs")
 
     Per epoch (one entry per epoch, ``nan`` where not measured):

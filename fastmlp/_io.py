@@ -1,5 +1,10 @@
 """Saving and loading fitted models as plain .npz files (no pickle).
 
+This module is a leaf: it writes and reads hyperparameters, a network state
+(:class:`fastmlp._network.NetworkState`) and the arrays that go with it, and
+knows nothing of the estimators; an estimator builds itself from what
+:func:`read` returns.
+
 A model file holds only arrays and a JSON header:
 
 * ``__fastmlp__``  JSON (as a uint8 array): format version, hyperparameters,
@@ -7,8 +12,9 @@ A model file holds only arrays and a JSON header:
 * ``classes``      the class labels (numbers or unicode strings);
 * ``mean``, ``scale``  the input scaling;
 * ``W0``, ``W1``, ...  the weight matrices (n_out, 1 + n_in), float32;
-* ``V0``, ``V1``, ...  the optimiser's state (sgd: the last step, rmsprop:
-  the mean square, adam: the first moment), so training can continue;
+* ``V0``, ``V1``, ...  the optimiser's state (sgd: the velocity, i.e. the
+  last step's lr G; rmsprop: the mean square; adam: the first moment), so
+  training can continue;
 * ``S0``, ``S1``, ...  adam's second moments (adam only).
 
 Version 2 added the optimiser (its hyperparameters, ``optimizer_steps`` in
@@ -28,9 +34,14 @@ import tempfile
 import zipfile
 import zlib
 
+from typing import NamedTuple
+
 import numpy as np
 
-__all__ = ["save", "load", "ModelFileError", "FORMAT_VERSION"]
+from ._network import NetworkState
+from ._registry import optimizer_kind
+
+__all__ = ["save", "read", "ModelFile", "ModelFileError", "FORMAT_VERSION"]
 
 #: Version of the file layout written by :func:`save`.
 FORMAT_VERSION = 2
@@ -42,35 +53,42 @@ class ModelFileError(ValueError):
     """A model file is unreadable, corrupt, of another version or inconsistent."""
 
 
-def save(model, path):
-    """Write a fitted :class:`fastmlp.MLPClassifier` to ``path`` (.npz), atomically."""
-    model._check_fitted()
+class ModelFile(NamedTuple):
+    """What a model file holds: hyperparameters, the network and its scaling."""
+
+    params: dict          # the estimator's get_params(), as JSON data
+    state: NetworkState   # layers, weights, optimiser state, counts, last rate
+    classes: np.ndarray   # the output nodes' labels
+    mean: np.ndarray      # input scaling, float32
+    scale: np.ndarray
+
+
+def save(path, params, state, classes, mean, scale):
+    """Write hyperparameters ``params`` (JSON-ready), a network ``state``, the
+    class labels and the input scaling to ``path`` (.npz), atomically."""
     path = os.fspath(path)
-    classes = np.asarray(model.classes_)
+    classes = np.asarray(classes)
     if classes.dtype.kind not in "biufU":
         raise ValueError(f"class labels of dtype {classes.dtype} cannot be saved without "
                          "pickle; use numbers or strings")
     header = {
         "magic": _MAGIC,
         "format_version": FORMAT_VERSION,
-        "params": model.get_params(),
-        "layers": list(model.layers_),
-        "n_iter": int(model.n_iter_),
-        "learning_rate_": float(getattr(model, "learning_rate_", model.learning_rate)),
-        "optimizer_steps": int(model.optimizer_steps_),
+        "params": params,
+        "layers": list(state.layers),
+        "n_iter": int(state.epochs),
+        "learning_rate_": float(state.learning_rate if state.learning_rate is not None
+                                else params["learning_rate"]),
+        "optimizer_steps": int(state.step),
     }
-    header["params"]["hidden_layer_sizes"] = list(model._params["hidden"])
-    rs = header["params"].get("random_state")
-    if rs is not None and not isinstance(rs, (int, np.integer)):
-        header["params"]["random_state"] = None   # a Generator is not data
     arrays = {
         "__fastmlp__": np.frombuffer(json.dumps(header).encode(), np.uint8),
-        "classes": classes, "mean": model.mean_, "scale": model.scale_,
+        "classes": classes, "mean": mean, "scale": scale,
     }
-    for i, (W, V) in enumerate(zip(model.coefs_, model._velocities)):
+    for i, (W, V) in enumerate(zip(state.weights, state.state1)):
         arrays[f"W{i}"] = W
         arrays[f"V{i}"] = V
-    for i, S in enumerate(model._states2 or ()):
+    for i, S in enumerate(state.state2 or ()):
         arrays[f"S{i}"] = S
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".npz.tmp", dir=folder)
@@ -130,16 +148,17 @@ _READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
                 OverflowError, MemoryError, UnicodeDecodeError)
 
 
-def load(path):
-    """Read a model written by :func:`save`; returns a fitted MLPClassifier.
+def read(path):
+    """Read a file written by :func:`save`; returns a :class:`ModelFile`.
 
     Raises FileNotFoundError for a missing file and ModelFileError for
-    anything else that is not a valid model file; never unpickles."""
+    anything else that is not a valid model file; never unpickles.  The
+    hyperparameters are returned as stored: the estimator checks them."""
     name = os.fspath(path)
     if not os.path.exists(name):
         raise FileNotFoundError(f"{name}: no such model file")
     try:
-        return _load(name)
+        return _read(name)
     except ModelFileError:
         raise
     except _READ_ERRORS as exc:
@@ -147,9 +166,7 @@ def load(path):
                              f"({type(exc).__name__}: {exc})") from exc
 
 
-def _load(name):
-    from ._mlp import MLPClassifier
-
+def _read(name):
     npz = np.load(name, allow_pickle=False)
     if not hasattr(npz, "files"):
         raise ModelFileError(f"{name}: a single array, not a fastmlp model file")
@@ -179,16 +196,17 @@ def _load(name):
             raise ModelFileError(f"{name}: header lacks or garbles {exc}") from exc
         if len(layers) < 2 or min(layers) < 1:
             raise ModelFileError(f"{name}: bad layer sizes {layers}")
-        if "hidden_layer_sizes" in params:
-            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-        try:
-            model = MLPClassifier(**params)
-            model._params = model._check_params()
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{name}: bad hyperparameters: {exc}") from exc
-        if list(model._params["hidden"]) != layers[1:-1]:
+        hidden = params.get("hidden_layer_sizes")
+        hidden = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
+        if isinstance(hidden, (list, tuple)) and list(hidden) != layers[1:-1]:
             raise ModelFileError(f"{name}: hidden layers {layers[1:-1]} disagree with the "
-                                 f"hyperparameters {list(model._params['hidden'])}")
+                                 f"hyperparameters {list(hidden)}")
+        # version 1 files are all sgd; the estimator's default is sgd too
+        optimizer = params.get("optimizer", "sgd")
+        try:
+            n_states = optimizer_kind(optimizer).n_states
+        except ValueError as exc:
+            raise ModelFileError(f"{name}: bad hyperparameters: {exc}") from exc
         classes = _get(npz, "classes", name)
         mean, scale = _get(npz, "mean", name), _get(npz, "scale", name)
         if classes.ndim != 1 or classes.shape[0] != layers[-1] or classes.dtype.kind not in "biufU":
@@ -204,32 +222,22 @@ def _load(name):
             raise ModelFileError(f"{name}: scale holds zeros")
         if steps is None:      # version 1: sgd, one step per batch, count unknown
             steps = 0
-        adam = model._params["optimizer"].n_states == 2
-        coefs, vels, states2 = [], [], []
+        kinds = "WVS" if n_states == 2 else "WV"
+        found = {k: [] for k in kinds}
         for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
-            kinds = ((f"W{i}", coefs), (f"V{i}", vels)) + (((f"S{i}", states2),) if adam else ())
-            for key, out in kinds:
+            for k in kinds:
+                key = f"{k}{i}"
                 arr = _get(npz, key, name)
                 if arr.shape != (n_out, 1 + n_in) or arr.dtype != np.float32:
                     raise ModelFileError(f"{name}: {key} must be float32 of shape "
                                          f"({n_out}, {1 + n_in}), got {arr.dtype} {arr.shape}")
                 if not np.all(np.isfinite(arr)):
                     raise ModelFileError(f"{name}: {key} holds NaN or infinity")
-                out.append(np.ascontiguousarray(arr))
+                found[k].append(np.ascontiguousarray(arr))
         extra = set(npz.files) - {"__fastmlp__", "classes", "mean", "scale"} \
-            - {f"{k}{i}" for i in range(len(layers) - 1) for k in ("WVS" if adam else "WV")}
+            - {f"{k}{i}" for i in range(len(layers) - 1) for k in kinds}
         if extra:
             raise ModelFileError(f"{name}: unexpected arrays {sorted(extra)}")
-    from ._history import History
-    model.classes_ = classes
-    model.n_features_in_ = layers[0]
-    model.layers_ = tuple(layers)
-    model.mean_, model.scale_ = mean, scale
-    model.coefs_, model._velocities = coefs, vels
-    model._states2 = states2 if adam else None
-    model.optimizer_steps_ = steps
-    model.n_iter_ = n_iter
-    model.learning_rate_ = lr_now
-    model._rng = np.random.default_rng(model.random_state)
-    model.history_ = History(model._params["train_accuracy"])
-    return model
+    state = NetworkState(tuple(layers), found["W"], optimizer, found["V"],
+                         found["S"] if n_states == 2 else None, steps, n_iter, lr_now)
+    return ModelFile(params, state, classes, mean, scale)

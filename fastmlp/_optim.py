@@ -1,6 +1,6 @@
 """The optimisers a fit can use, described once for both backends.
 
-* ``"sgd"``: the seeds' momentum rule, ``dW = lr G;  W -= dW + momentum dW_prev``.
+* ``"sgd"``: the blog series' momentum rule, ``dW = lr G;  W -= dW + momentum dW_prev``.
 * ``"rmsprop"``: Keras ``RMSprop`` (its defaults: rho 0.9, epsilon 1e-7, no
   momentum, not centred)::
 
@@ -17,9 +17,10 @@
 the samples (Keras averages); rmsprop and adam are nearly invariant to that
 scale.  The bias weights are updated by the same rule, without regularisation.
 
-Each rule keeps one state array per weight matrix (``"sgd"``: the last dW;
-``"rmsprop"``: the mean square; ``"adam"``: the first moment), and adam a
-second (the second moment) plus the step count.  Both backends apply a rule
+Each rule keeps one state array per weight matrix (``"sgd"``: the velocity,
+i.e. the last step's ``lr G``; ``"rmsprop"``: the mean square; ``"adam"``: the
+first moment), and adam a second (the second moment) plus the step count;
+:data:`fastmlp._registry.OPTIMIZERS` names them.  Both backends apply a rule
 in one fused pass per weight row, with the float32 operations in the order
 written above, which is Keras's order.
 """
@@ -28,17 +29,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._registry import OPTIMIZERS, optimizer_kind
+
 __all__ = ["OPTIMIZERS", "Optimizer"]
-
-#: Names accepted for ``MLPClassifier(optimizer=...)``.
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
-
-_KIND = {"sgd": 0, "rmsprop": 1, "adam": 2}
 
 
 class Optimizer(NamedTuple):
     """An optimiser and its hyperparameters (momentum is passed separately,
-    as the seeds' rule has always taken it).  Hyperparameters of the other
+    as the blog series' rule has always taken it).  Hyperparameters of the other
     rules are ignored."""
 
     name: str = "sgd"
@@ -56,8 +54,7 @@ class Optimizer(NamedTuple):
             opt = cls(opt)
         if not isinstance(opt, cls):
             raise TypeError(f"optimizer must be a name or an Optimizer, got {opt!r}")
-        if opt.name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {opt.name!r}; choose one of {OPTIMIZERS}")
+        optimizer_kind(opt.name)          # ValueError naming the choices
         for name in ("rho", "beta_1", "beta_2"):
             v = getattr(opt, name)
             if not (0.0 <= v < 1.0):
@@ -69,12 +66,12 @@ class Optimizer(NamedTuple):
     @property
     def kind(self):
         """The rule's number in the compiled kernels (FM_SGD, FM_RMSPROP, FM_ADAM)."""
-        return _KIND[self.name]
+        return optimizer_kind(self.name).c_id
 
     @property
     def n_states(self):
         """State arrays per weight matrix: 2 for adam, else 1."""
-        return 2 if self.name == "adam" else 1
+        return optimizer_kind(self.name).n_states
 
     def constants(self, lr, step, dtype=np.float32):
         """Constants of the update with rate ``lr`` at step ``step`` (1 for

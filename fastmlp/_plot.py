@@ -1,24 +1,21 @@
-"""The seeds' training plots: cost per batch, regularisation share, accuracy."""
+"""The blog series' training plots: cost per batch, regularisation share, accuracy."""
 
 import numpy as np
+
+from ._platform import pyplot
 
 __all__ = ["plot_history"]
 
 
 def plot_history(history, path, title=None):
-    """Write the seeds' three training plots of a :class:`History` to ``path`` (PNG).
+    """Write the blog series' three training plots of a :class:`History` to ``path`` (PNG).
 
     Top: the cost of every mini-batch over the whole training (log scale).
     Middle: the regularisation term's share of each batch's cost.
     Bottom: training and test accuracy per epoch (where measured).
     Needs matplotlib (``pip install "fastmlp[plot]"``).
     """
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError('plot_history needs matplotlib: pip install "fastmlp[plot]"') from exc
+    plt = pyplot()
     if len(history) == 0:
         raise ValueError("the history is empty: fit a model first")
     costs = np.concatenate(history.batch_cost)

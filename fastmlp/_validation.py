@@ -139,3 +139,76 @@ def check_validation_data(validation_data):
         raise ValueError("validation_data must be a pair (X_val, y_val), got "
                          f"{what}") from None
     return Xv, yv
+
+
+# ---------------------------------------------------------------- parameters
+class Spec:
+    """How one hyperparameter is checked: ``check(name, value)`` returns the
+    value to train with or raises TypeError / ValueError naming it."""
+
+    def check(self, name, value):
+        return value
+
+
+class Integer(Spec):
+    """An integer >= ``minimum``; None too when ``optional``."""
+
+    def __init__(self, minimum=1, optional=False):
+        self.minimum, self.optional = minimum, optional
+
+    def check(self, name, value):
+        if value is None and self.optional:
+            return None
+        return check_positive_int(name, value, self.minimum)
+
+
+class Real(Spec):
+    """A finite number >= 0 (> 0 when ``positive``)."""
+
+    def __init__(self, positive=False):
+        self.positive = positive
+
+    def check(self, name, value):
+        return check_nonneg_float(name, value, allow_zero=not self.positive)
+
+
+class OneOf(Spec):
+    """One of a fixed set of names."""
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+
+    def check(self, name, value):
+        return check_choice(name, value, self.choices)
+
+
+class Flag(Spec):
+    """A bool (an int is taken as one)."""
+
+    def check(self, name, value):
+        if not isinstance(value, (bool, np.bool_, int, np.integer)):
+            raise TypeError(f"{name} must be a bool or an int, got {type(value).__name__} "
+                            f"{value!r}")
+        return value
+
+
+class LayerSizes(Spec):
+    """A tuple of layer sizes >= 1 (one int means one layer)."""
+
+    def check(self, name, value):
+        hidden = value
+        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        if isinstance(hidden, str):      # tuple("70") would be ("7", "0")
+            raise TypeError(f"{name} must be a tuple of ints, got {hidden!r}")
+        try:
+            hidden = tuple(hidden)
+        except TypeError:
+            raise TypeError(f"{name} must be a tuple of ints, got {value!r}") from None
+        return tuple(check_positive_int(f"{name} entries", h) for h in hidden)
+
+
+def check_params(table, obj):
+    """``{name: checked value}`` for every parameter in ``table`` (name -> Spec),
+    read from ``obj``'s attributes, in the table's order."""
+    return {name: spec.check(name, getattr(obj, name)) for name, spec in table.items()}

@@ -1,8 +1,15 @@
-"""Shared fixtures."""
+"""Shared fixtures: the backends and the compiled backend's two product paths."""
 
 import pytest
 
-from fastmlp import _kernels
+from fastmlp import backends
+
+
+@pytest.fixture(params=backends.BACKENDS)
+def backend(request):
+    """The name of each backend in turn ("compiled", "numpy"): a test that
+    takes this fixture runs once per backend."""
+    return request.param
 
 
 @pytest.fixture(params=["own-gemm", "blas-gemm"])
@@ -11,8 +18,9 @@ def gemm_path(request):
 
     Objects created inside the test pick the setting up; it is restored after.
     """
-    if request.param == "own-gemm" and not _kernels.OWN_GEMM_AVAILABLE:
+    from fastmlp.backends import _compiled
+    if request.param == "own-gemm" and not _compiled.OWN_GEMM_AVAILABLE:
         pytest.skip("this CPU has no AVX-512F: only the sgemm path exists here")
-    previous = _kernels._set_own_gemm(request.param == "own-gemm")
+    previous = _compiled.set_own_gemm(request.param == "own-gemm")
     yield request.param
-    _kernels._set_own_gemm(previous)
+    _compiled.set_own_gemm(previous)

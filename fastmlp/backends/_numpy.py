@@ -1,12 +1,13 @@
-"""NumPy reference backend: the seeds' optimised NumPy form of one training step.
+"""NumPy reference backend: the blog series' optimised NumPy form of a training step.
 
 Design
 ------
-Every kernel here has a compiled twin in :mod:`fastmlp._kernels` with the same
-signature and meaning; the tests run both on the same inputs.  Kernels write
-into buffers the caller allocated (``# OUT``); :class:`NumpyBackend` allocates
-those buffers once per fit, sized for the largest batch, and every batch uses
-leading row slices of them.
+Every kernel here has a compiled twin in :mod:`fastmlp.backends._compiled`
+with the same signature and meaning; the tests run both on the same inputs.
+Kernels write into buffers the caller allocated (``# OUT``);
+:class:`NumpyBackend` allocates those buffers once per fit, sized for the
+largest batch, and every batch uses leading row slices of them.  Nothing here
+needs the compiled extension.
 
 Layout: samples are rows.  A batch of layer outputs ``A`` is a C-ordered
 ``(batch, n_nodes)`` float32 array; a weight matrix ``W`` is C-ordered
@@ -25,9 +26,11 @@ The maths, per layer ``l`` (``L`` is the output layer)::
               act' from the output: sigmoid A (1 - A), tanh 1 - A^2, relu [A > 0]
     gradient  Gw_l = delta_l^T . A_{l-1} + l2 W_l[:, 1:] + l1 sign(W_l[:, 1:])
               gb_l = sum over the batch of delta_l
-    update    dW = lr G_l;  W_l -= dW + momentum dW_prev;  dW_prev = dW
+    update    one optimiser step (fastmlp._optim), e.g. sgd:
+              dW = lr G_l;  W_l -= dW + momentum dW_prev;  dW_prev = dW
 
-No delta is computed for the input layer.
+No delta is computed for the input layer.  The kernels compute in the dtype of
+their operands: float32 in training, float64 in the gradient checks.
 """
 
 from time import perf_counter
@@ -35,7 +38,11 @@ from time import perf_counter
 import numpy as np
 from scipy.special import expit
 
-from ._optim import Optimizer
+from .._optim import Optimizer
+from .._registry import activation as _activation
+from .._registry import kernel_kind
+from .._registry import output as _output
+from ._interface import PHASES, Backend as _Backend
 
 __all__ = [
     "forward_layer",
@@ -43,24 +50,15 @@ __all__ = [
     "hidden_delta",
     "gradient_update",
     "regularization_cost",
-    "predict_proba",
+    "network_outputs",
     "NumpyBackend",
 ]
 
 _TINY = np.float32(np.finfo(np.float32).tiny)
 
-#: Phases of a training step, as in the compiled backend.
-PHASES = ("gather", "forward", "backward", "gradient", "update")
-
-
-#: Hidden-layer activations; each derivative is computed from the output A.
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
-#: Output layers: sigmoid + LogLoss or softmax + categorical cross-entropy.
-OUTPUTS = ("sigmoid", "softmax")
-
 
 def forward_layer(A_prev, W, A_out, activation="sigmoid"):
-    """A_out := act(A_prev . W[:, 1:]^T + W[:, 0]), act one of ACTIVATIONS.
+    """A_out := act(A_prev . W[:, 1:]^T + W[:, 0]), act a hidden activation or an output.
 
     A_prev : (B, n_in) float32          # IN
     W      : (n_out, 1 + n_in) float32  # IN
@@ -80,7 +78,7 @@ def forward_layer(A_prev, W, A_out, activation="sigmoid"):
         np.exp(A_out, out=A_out)
         A_out /= A_out.sum(axis=1, keepdims=True)
     else:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+        kernel_kind(activation)          # raises, naming the choices
 
 
 def output_delta(A_L, Y, delta_out, tmp, output="sigmoid"):
@@ -90,7 +88,7 @@ def output_delta(A_L, Y, delta_out, tmp, output="sigmoid"):
     categorical cross-entropy -sum(y log a), whose gradient with respect to
     the output layer's input is the same A_L - Y.
 
-    A_L       : (B, K) float32, sigmoid outputs     # IN
+    A_L       : (B, K) float32, the output layer's    # IN
     Y         : (B, K) float32, one-hot targets      # IN
     delta_out : (B, K) float32                       # OUT
     tmp       : (B, K) float32 scratch               # OUT (clobbered)
@@ -140,7 +138,7 @@ def hidden_delta(delta_next, W_next, A, delta_out, tmp, activation="sigmoid"):
         np.greater(A, 0.0, out=tmp)      # 1.0 where A > 0, else 0.0
         delta_out *= tmp
     else:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+        _activation(activation)          # raises, naming the choices
 
 
 def regularization_cost(W, l2, l1):
@@ -170,6 +168,8 @@ def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp
     A_prev  : (B, n_in) float32                 # IN
     W       : (n_out, 1 + n_in) float32, C      # IN/OUT
     dW_prev : (n_out, 1 + n_in) float32, C      # IN/OUT  the optimiser's first state
+                                                  (sgd's velocity, rmsprop's mean
+                                                  square, adam's first moment)
     Gw      : (n_out, n_in) float32, C          # OUT (the amount subtracted from
     gb      : (n_out,) float32                  # OUT  W[:, 1:] / W[:, 0] after)
     tmp     : (n_out, n_in) float32 scratch     # OUT (clobbered)
@@ -236,8 +236,8 @@ def _opt_step(name, w, s1, s2, g, tmp, consts, mom):
         s1[...] = g                     # v = dw
 
 
-def predict_proba(X, weights, out, block_rows=4096, n_threads=None, activation="sigmoid",
-                  output="sigmoid"):
+def network_outputs(X, weights, out, block_rows=1024, n_threads=None, activation="sigmoid",
+                    output="sigmoid"):
     """out := network outputs for every row of X, computed in row blocks.
 
     X       : (n, n_in) float32                     # IN
@@ -262,27 +262,14 @@ def predict_proba(X, weights, out, block_rows=4096, n_threads=None, activation="
     return out
 
 
-class NumpyBackend:
-    """One fit's training state for the NumPy kernels.
+class NumpyBackend(_Backend):
+    """One fit's training state for the NumPy kernels (see :class:`fastmlp.backends.Backend`).
 
-    Parameters
-    ----------
-    X : (n, n_in)                           training inputs (float32 C-ordered when
-                                            input_scaling is None)
-    Y : (n, K) float32, C-ordered           one-hot targets
-    weights : list of (n_out, 1 + n_in) float32, C-ordered, updated in place
-    velocities : list like ``weights``      last step's dW, updated in place
-    batch_size : int                        largest batch that will be passed
-    l2, l1, momentum : float
-    n_threads : ignored (NumPy's BLAS threads are set by the caller)
-    input_scaling : (mean, scale) or None   X is scaled once, here, into a
-                                            float32 copy: (x - mean) / scale
-    optimizer : None (sgd), a name or an Optimizer (:mod:`fastmlp._optim`)
-    states2 : list like ``weights``         adam's second moments, updated in
-                                            place (adam only)
-    step : int                              optimiser steps already taken
-                                            (adam's bias correction); counts on
-                                            in :attr:`step`
+    ``NumpyBackend(X, Y, state, config)``: with ``config.input_scaling`` set,
+    X is scaled once, here, into a float32 copy (the blog series' form);
+    without it, X is used as it is and sets, with the weights, the dtype of
+    the arithmetic.  ``config.n_threads`` is ignored: NumPy's only threads
+    are BLAS's, which the caller limits (:meth:`thread_plan`).
 
     All buffers are allocated here, once; :meth:`train_batch` only writes
     into leading row slices of them.
@@ -290,47 +277,68 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def __init__(self, X, Y, weights, velocities, batch_size, l2, l1, momentum,
-                 n_threads=None, input_scaling=None, activation="sigmoid",
-                 output="sigmoid", optimizer=None, states2=None, step=0):
-        self.optimizer = Optimizer.checked(optimizer)
+    def __init__(self, X, Y, state, config):
+        weights = state.weights
+        self.optimizer = Optimizer.checked(config.optimizer)
+        states2 = state.state2
         if self.optimizer.n_states == 2:
             if states2 is None or len(states2) != len(weights) or any(
                     S.shape != W.shape or S.dtype != W.dtype for S, W in zip(states2, weights)):
                 raise ValueError("states2: adam needs one second-moment array per weight "
                                  "matrix, of the matrix's shape and dtype")
         self.states2 = states2
-        self.step = int(step)
+        self._step = int(state.step)
         self.partial_update = False
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
-        if output not in OUTPUTS:
-            raise ValueError(f"unknown output {output!r}; choose one of {OUTPUTS}")
-        self.activation, self.output = activation, output
-        if input_scaling is not None:
-            # the seeds' form: one scaled float32 copy of the whole training set
-            mean, scale = input_scaling
+        self.activation = _activation(config.activation).name
+        self.output = _output(config.output).name
+        if config.input_scaling is not None:
+            # the blog series' form: one scaled float32 copy of the whole training set
+            mean, scale = config.input_scaling
             X = np.array(X, dtype=np.float32, order="C", copy=True)
             X -= np.asarray(mean, np.float32)
             X /= np.asarray(scale, np.float32)
         self.X, self.Y = X, Y
-        self.weights, self.velocities = weights, velocities
-        self.l2, self.l1, self.momentum = float(l2), float(l1), float(momentum)
-        B = int(batch_size)
-        f32 = np.float32
-        self._Xb = np.empty((B, X.shape[1]), f32)
-        self._Yb = np.empty((B, Y.shape[1]), f32)
-        self._A = [np.empty((B, W.shape[0]), f32) for W in weights]
-        self._D = [np.empty((B, W.shape[0]), f32) for W in weights]
-        self._T = [np.empty((B, W.shape[0]), f32) for W in weights]
-        self._Gw = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
-        self._gb = [np.empty(W.shape[0], f32) for W in weights]
+        self.weights, self.velocities = weights, state.state1
+        self.l2, self.l1 = float(config.l2), float(config.l1)
+        self.momentum = float(config.momentum)
+        B = int(config.batch_size)
+        dt = weights[0].dtype          # float32 in training; float64 in gradient checks
+        self._Xb = np.empty((B, X.shape[1]), dt)
+        self._Yb = np.empty((B, Y.shape[1]), dt)
+        self._A = [np.empty((B, W.shape[0]), dt) for W in weights]
+        self._D = [np.empty((B, W.shape[0]), dt) for W in weights]
+        self._T = [np.empty((B, W.shape[0]), dt) for W in weights]
+        self._Gw = [np.empty((W.shape[0], W.shape[1] - 1), dt) for W in weights]
+        self._gb = [np.empty(W.shape[0], dt) for W in weights]
         # scratch of weight shape for the regularisation terms
-        self._Wtmp = [np.empty((W.shape[0], W.shape[1] - 1), f32) for W in weights]
+        self._Wtmp = [np.empty((W.shape[0], W.shape[1] - 1), dt) for W in weights]
         self.reset_phases()
 
+    @staticmethod
+    def thread_plan(n_threads):
+        """NumPy's only threads are BLAS's: ``n_threads`` limits them (None
+        leaves BLAS as it is)."""
+        return None, n_threads
+
+    @staticmethod
+    def predict_proba(X, weights, out, config):
+        """out := the network's outputs for the scaled rows of X."""
+        return network_outputs(X, weights, out, config.block_rows, None, config.activation,
+                               config.output)
+
+    @property
+    def step(self):
+        """Optimiser steps taken (those before construction included)."""
+        return self._step
+
+    @step.setter
+    def step(self, value):
+        if int(value) < 0:
+            raise ValueError(f"step must be >= 0, got {value}")
+        self._step = int(value)
+
     def train_batch(self, idx, lr):
-        """Train on rows ``idx`` of X; return (LogLoss, regularisation cost, n correct).
+        """Train on rows ``idx`` of X; return (loss, regularisation cost, n correct).
 
         The costs are those of the weights before this step's update, except
         that the regularisation cost is NaN when the update made a weight NaN
@@ -368,10 +376,10 @@ class NumpyBackend:
             gradient_update(D[l], A[l], W, self.velocities[l], lr, self.l2,
                             self.l1, self.momentum, self._Gw[l], self._gb[l],
                             self._Wtmp[l], self.optimizer,
-                            None if s2 is None else s2[l], self.step + 1)
+                            None if s2 is None else s2[l], self._step + 1)
             if not np.isfinite(W).all():
                 reg = float("nan")       # divergence, as the compiled kernel reports it
-        self.step += 1
+        self._step += 1
         self.partial_update = False
         t4 = perf_counter()
         ph = self._phase
@@ -380,6 +388,10 @@ class NumpyBackend:
         ph[2] += t3 - t2
         ph[3] += t4 - t3
         return cost, reg, correct
+
+    def last_step(self):
+        """What the last step subtracted from each W, ``[gb | Gw]`` per matrix."""
+        return [np.column_stack([gb, Gw]) for gb, Gw in zip(self._gb, self._Gw)]
 
     @property
     def phase_seconds(self):

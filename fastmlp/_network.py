@@ -1,0 +1,102 @@
+"""A network's trainable state: layer sizes, weights and optimiser state.
+
+:class:`NetworkState` is everything a training run changes and everything
+needed to continue it: the weight matrices, the optimiser's state arrays,
+the step and epoch counts and the last learning rate.  The estimator owns
+one, a backend updates its arrays in place, the trainer snapshots and
+restores them, and :mod:`fastmlp._io` writes and reads them.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._registry import optimizer_kind
+
+__all__ = ["NetworkState", "init_weights"]
+
+
+def init_weights(layers, init_factor, rng):
+    """Initial weight matrices of a network with node counts ``layers``.
+
+    Each matrix is ``(n_out, 1 + n_in)`` float32 with the bias weights in
+    column 0, drawn uniformly from ``+-0.5 sqrt(1/n_in) init_factor`` (the
+    blog series' "sqrt_nodes" rule), layer after layer from ``rng`` (a NumPy
+    Generator).  ``MLPClassifier(random_state=s)`` starts from
+    ``init_weights(layers, init_factor, np.random.default_rng(s))``.
+    """
+    weights = []
+    for n_in, n_out in zip(layers[:-1], layers[1:]):
+        r = 0.5 * np.sqrt(1.0 / n_in) * init_factor
+        weights.append(rng.uniform(-r, r, size=(n_out, 1 + n_in)).astype(np.float32))
+    return weights
+
+
+@dataclass(eq=False)
+class NetworkState:
+    """The trainable state of one network.
+
+    Attributes
+    ----------
+    layers : tuple of int
+        Nodes per layer, input to output, e.g. (784, 70, 30, 10).
+    weights : list of ndarray
+        ``(n_out, 1 + n_in)`` float32 C-ordered matrices, bias in column 0.
+    optimizer : str
+        The update rule whose state this holds ("sgd", "rmsprop", "adam").
+    state1, state2 : list of ndarray, list or None
+        The rule's state arrays, each shaped like its weight matrix:
+        ``state1`` is sgd's velocity (the last step's ``lr G``), rmsprop's
+        mean square or adam's first moment; ``state2`` is adam's second
+        moment (None for the other rules).  Also reachable by their names:
+        :attr:`velocity`, :attr:`mean_square`, :attr:`first_moment`,
+        :attr:`second_moment`.
+    step : int
+        Optimiser steps (batches) taken; adam's bias correction counts them.
+    epochs : int
+        Epochs completed; the learning-rate schedule counts them.
+    learning_rate : float or None
+        Rate of the last completed epoch (None before the first).
+    """
+
+    layers: tuple
+    weights: list
+    optimizer: str = "sgd"
+    state1: list = None
+    state2: list = None
+    step: int = 0
+    epochs: int = 0
+    learning_rate: float = None
+    _names: tuple = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.layers = tuple(int(n) for n in self.layers)
+        self._names = optimizer_kind(self.optimizer).state
+        if self.state1 is None:
+            self.state1 = [np.zeros_like(W) for W in self.weights]
+        if self.state2 is None and len(self._names) == 2:
+            self.state2 = [np.zeros_like(W) for W in self.weights]
+
+    @classmethod
+    def fresh(cls, layers, init_factor, rng, optimizer="sgd"):
+        """A new network: :func:`init_weights` and zero optimiser state."""
+        return cls(tuple(layers), init_weights(layers, init_factor, rng), optimizer)
+
+    def _named(self, name):
+        if name not in self._names:
+            raise AttributeError(f"the {self.optimizer} optimizer keeps no {name} "
+                                 f"(it keeps: {', '.join(self._names)})")
+        return self.state1 if self._names.index(name) == 0 else self.state2
+
+    velocity = property(lambda self: self._named("velocity"),
+                        doc="sgd's velocity: the last step's lr G, per matrix.")
+    mean_square = property(lambda self: self._named("mean_square"),
+                           doc="rmsprop's running mean of squared gradients, per matrix.")
+    first_moment = property(lambda self: self._named("first_moment"),
+                            doc="adam's first moment estimate, per matrix.")
+    second_moment = property(lambda self: self._named("second_moment"),
+                             doc="adam's second moment estimate, per matrix.")
+
+    def arrays(self):
+        """Every array a training step writes: weights, then state1, then state2."""
+        return list(self.weights) + list(self.state1) + list(self.state2 or ())
