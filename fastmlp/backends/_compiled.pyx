@@ -27,7 +27,6 @@ Outputs and weight matrices must be C-ordered; a weight matrix is
 ``(n_out, 1 + n_in)`` with the bias in column 0, its rows one after another.
 """
 
-from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
@@ -35,7 +34,7 @@ import numpy as np
 
 from ._interface import PHASES, PREDICT_BLOCK_ROWS
 from ._layers import (HAVE_OPENMP, OWN_GEMM_AVAILABLE, aligned_zeros, gemm_kind, max_threads,
-                      set_own_gemm)
+                      network_outputs, set_own_gemm)
 
 from ._layers cimport (_Net, al1, al2, alidx, aligned, act_kind, check_lambdas, fm_opt, fm_opt_prepare,
                        fm_output_delta, FM_SOFTMAX, forward_block, layer_forward,
@@ -273,53 +272,6 @@ def regularization_cost(const float[:, :] W, double l2, double l1):
                 sq += w * w
                 ab += w if w >= 0 else -w
     return (0.5 * l2 * sq if l2 > 0 else 0.0) + (l1 * ab if l1 > 0 else 0.0)
-
-
-def network_outputs(const float[:, ::1] X, weights, float[:, ::1] out,
-                    Py_ssize_t block_rows=PREDICT_BLOCK_ROWS, n_threads=None,
-                    str activation="sigmoid", str output="sigmoid"):
-    """out := network outputs for every row of X, in row blocks.
-
-    X       : (n, n_in) float32, C                  # IN
-    weights : list of (n_out, 1 + n_in) float32, C  # IN
-    out     : (n, K) float32, C                     # OUT
-
-    Each block goes through every layer (``layer_forward``, the training
-    step's) before the next; blocks are spread over ``n_threads`` OpenMP
-    threads (default: all), each owning two ping-pong buffers allocated once
-    per call.  BLAS must be limited to one thread when ``n_threads`` > 1.
-    """
-    al2(X, "X"); al2(out, "out")
-    cdef _Net net = _Net(weights, X.shape[1], False, activation, output)
-    cdef Py_ssize_t n = X.shape[0], K = net.n_out[net.L - 1]
-    _check_shape("out", (out.shape[0], out.shape[1]), (n, K))
-    if block_rows < 1:
-        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
-    cdef int T = n_threads_of(n_threads)
-    cdef Py_ssize_t width = max(1, net.widest_hidden)
-    bufs = np.empty((T, 2, block_rows * width), np.float32)
-    scratch = np.empty((T, net.widest), np.float32)
-    cdef float[:, :, ::1] B = bufs
-    cdef float[:, ::1] S = scratch
-    cdef Py_ssize_t n_blocks = (n + block_rows - 1) // block_rows, blk
-    cdef int t
-    if n == 0:
-        return out
-    net.enable_packing()
-    with nogil:
-        net.repack()
-        if T > 1:
-            for blk in prange(n_blocks, schedule="static", num_threads=T):
-                t = threadid()
-                forward_block(&net.c, &X[0, 0], &out[0, 0], blk * block_rows,
-                              min(n, (blk + 1) * block_rows), &B[t, 0, 0], &B[t, 1, 0],
-                              &S[t, 0])
-        else:
-            for blk in range(n_blocks):
-                forward_block(&net.c, &X[0, 0], &out[0, 0], blk * block_rows,
-                              min(n, (blk + 1) * block_rows), &B[0, 0, 0], &B[0, 1, 0],
-                              &S[0, 0])
-    return out
 
 
 ctypedef fused source_t:

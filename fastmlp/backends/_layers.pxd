@@ -82,7 +82,6 @@ cdef class _Net:
 
 # --- switches and small helpers
 cdef bint own_gemm() noexcept nogil
-cdef int max_threads_c() noexcept nogil
 cdef double now() noexcept nogil
 cdef Py_ssize_t r16(Py_ssize_t n) noexcept nogil
 cdef int n_threads_of(object n_threads) except -1
@@ -99,7 +98,6 @@ cdef int al2(const float[:, :] M, str name) except -1
 cdef int al1(const float[:] v, str name) except -1
 cdef int alidx(const Py_ssize_t[::1] v, str name) except -1
 cdef int ld_of(const float[:, :] M) noexcept
-cdef float *state_pointer(object V, str name, Py_ssize_t n_out, Py_ssize_t n_in) except NULL
 
 # --- BLAS
 cdef void gemm_rowmajor(char ta, char tb, int m, int n, int k, float alpha,

@@ -17,6 +17,9 @@ dimensions, as ``cdef ... noexcept nogil`` functions that never allocate:
 The training step (:mod:`fastmlp.backends._step`) and the checked ``def``
 kernels that the twin tests call (:mod:`fastmlp.backends._compiled`) call
 these same functions, so a kernel-twin test tests the code that trains.
+Prediction (:func:`network_outputs`, checked, and re-exported by
+``_compiled``) sends blocks of rows through every layer with the same
+``layer_forward``.
 (This is the two-layer shape of scikit-learn's ``_cython_blas``.)
 
 Every operand here is row-major: a matrix with row stride ``ld`` (in
@@ -32,6 +35,7 @@ Activation and optimiser kinds are the registry's numbers
 C header's enums.
 """
 
+from cython.parallel cimport prange, threadid
 from libc.math cimport NAN
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
@@ -45,6 +49,7 @@ from .._optim import Optimizer
 from .._registry import ACTIVATIONS, OPTIMIZERS, OUTPUTS, kernel_kind
 from .._registry import activation as _activation
 from .._registry import output as _output
+from ._interface import PREDICT_BLOCK_ROWS
 
 from scipy.linalg.cython_blas cimport sgemm
 
@@ -69,8 +74,8 @@ def _check_registry():
             ("activation", "relu"): FM_RELU, ("output", "sigmoid"): FM_SIGMOID,
             ("output", "softmax"): FM_SOFTMAX, ("optimizer", "sgd"): FM_SGD,
             ("optimizer", "rmsprop"): FM_RMSPROP, ("optimizer", "adam"): FM_ADAM}
-    tables = {"activation": ACTIVATIONS, "output": OUTPUTS, "optimizer": OPTIMIZERS}
-    have = {(t, n): e.c_id for t, table in tables.items() for n, e in table.items()}
+    have = {(t, n): e.c_id for t, table in (("activation", ACTIVATIONS), ("output", OUTPUTS),
+                                            ("optimizer", OPTIMIZERS)) for n, e in table.items()}
     if have != want:
         raise ImportError(f"fastmlp._registry and csrc/fastmlp_elementwise.h disagree: "
                           f"registry {have}, header {want}")
@@ -109,10 +114,6 @@ def set_own_gemm(bint flag):
     previous = _OWN
     _OWN = flag and _OWN_AVAILABLE
     return previous
-
-
-cdef int max_threads_c() noexcept nogil:
-    return fm_max_threads()
 
 
 def max_threads():
@@ -225,18 +226,6 @@ cdef int alidx(const Py_ssize_t[::1] v, str name) except -1:
 cdef int ld_of(const float[:, :] M) noexcept:
     """Row stride of a matrix with unit column stride, in elements."""
     return <int>max(M.strides[0] // <Py_ssize_t>sizeof(float), M.shape[1], 1)
-
-
-cdef float *state_pointer(object V, str name, Py_ssize_t n_out, Py_ssize_t n_in) except NULL:
-    """Data pointer of an optimiser state array of a (n_out, 1 + n_in) weight
-    matrix, after checking it is an aligned C-contiguous float32 array of
-    that shape (the caller keeps the array alive)."""
-    if not (isinstance(V, np.ndarray) and V.dtype == np.float32 and V.flags.aligned
-            and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
-        raise ValueError(f"{name}: must be an aligned C-contiguous float32 "
-                         f"array of shape {(n_out, n_in + 1)}")
-    cdef float[:, ::1] m = V
-    return &m[0, 0]
 
 
 def aligned_zeros(shape, dtype=np.float32, align=64):
@@ -359,6 +348,55 @@ cdef void forward_block(const NetC *net, const float *X, float *out, Py_ssize_t 
         tmp = buf0
         buf0 = buf1
         buf1 = tmp
+
+
+# ------------------------------------------------------------------ prediction
+def network_outputs(const float[:, ::1] X, weights, float[:, ::1] out,
+                    Py_ssize_t block_rows=PREDICT_BLOCK_ROWS, n_threads=None,
+                    str activation="sigmoid", str output="sigmoid"):
+    """out := network outputs for every row of X, in row blocks.
+
+    X       : (n, n_in) float32, C                  # IN
+    weights : list of (n_out, 1 + n_in) float32, C  # IN
+    out     : (n, K) float32, C                     # OUT
+
+    Each block goes through every layer (``layer_forward``, the training
+    step's) before the next; blocks are spread over ``n_threads`` OpenMP
+    threads (default: all), each owning two ping-pong buffers allocated once
+    per call.  BLAS must be limited to one thread when ``n_threads`` > 1.
+    """
+    al2(X, "X"); al2(out, "out")
+    cdef _Net net = _Net(weights, X.shape[1], False, activation, output)
+    cdef Py_ssize_t n = X.shape[0], K = net.n_out[net.L - 1]
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    if out.shape[0] != n or out.shape[1] != K:
+        raise ValueError(f"out: expected shape {(n, K)}, got {(out.shape[0], out.shape[1])}")
+    cdef int T = n_threads_of(n_threads)
+    cdef Py_ssize_t width = max(1, net.widest_hidden)
+    bufs = np.empty((T, 2, block_rows * width), np.float32)
+    scratch = np.empty((T, net.widest), np.float32)
+    cdef float[:, :, ::1] B = bufs
+    cdef float[:, ::1] S = scratch
+    cdef Py_ssize_t n_blocks = (n + block_rows - 1) // block_rows, blk
+    cdef int t
+    if n == 0:
+        return out
+    net.enable_packing()
+    with nogil:
+        net.repack()
+        if T > 1:
+            for blk in prange(n_blocks, schedule="static", num_threads=T):
+                t = threadid()
+                forward_block(&net.c, &X[0, 0], &out[0, 0], blk * block_rows,
+                              min(n, (blk + 1) * block_rows), &B[t, 0, 0], &B[t, 1, 0],
+                              &S[t, 0])
+        else:
+            for blk in range(n_blocks):
+                forward_block(&net.c, &X[0, 0], &out[0, 0], blk * block_rows,
+                              min(n, (blk + 1) * block_rows), &B[0, 0, 0], &B[0, 1, 0],
+                              &S[0, 0])
+    return out
 
 
 # ---------------------------------------------------------------- the network

@@ -27,14 +27,27 @@ import numpy as np
 
 from ._interface import PHASES
 from ._interface import Backend as _Backend
-from ._layers import HAVE_OPENMP, aligned_zeros, max_threads
+from ._layers import HAVE_OPENMP, aligned_zeros, max_threads, network_outputs
 
 from ._layers cimport (_Net, alidx, check_lambdas, fm_gather_scale_f32, fm_gather_scale_f64,
                        fm_gather_scale_u8, fm_opt, fm_opt_prepare, fm_output_delta,
                        FM_SOFTMAX, layer_gradient, layer_hidden_delta, layer_update_row,
-                       n_threads_of, net_forward, now, r16, set_opt, state_pointer)
+                       n_threads_of, net_forward, now, r16, set_opt)
 
 __all__ = ["CompiledBackend"]
+
+
+cdef float *state_pointer(object V, str name, Py_ssize_t n_out, Py_ssize_t n_in) except NULL:
+    """Data pointer of an optimiser state array of a (n_out, 1 + n_in) weight
+    matrix, after checking it is an aligned C-contiguous float32 array of
+    that shape (the caller keeps the array alive)."""
+    if not (isinstance(V, np.ndarray) and V.dtype == np.float32 and V.flags.aligned
+            and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
+        raise ValueError(f"{name}: must be an aligned C-contiguous float32 "
+                         f"array of shape {(n_out, n_in + 1)}")
+    cdef float[:, ::1] m = V
+    return &m[0, 0]
+
 
 
 cdef class CompiledBackend:
@@ -251,7 +264,6 @@ cdef class CompiledBackend:
     def predict_proba(X, weights, out, config):
         """out := the network's outputs for the scaled rows of X (float32, C),
         in blocks of ``config.block_rows`` spread over ``config.n_threads``."""
-        from ._compiled import network_outputs
         return network_outputs(X, weights, out, config.block_rows, config.n_threads,
                                config.activation, config.output)
 
