@@ -1,4 +1,4 @@
-"""MLPClassifier: seed semantics, reproducibility, history, input handling."""
+"""MLPClassifier: the blog experiment's semantics, reproducibility, history, input handling."""
 
 import hashlib
 
@@ -7,6 +7,7 @@ import pytest
 
 import fastmlp
 from fastmlp import MLPClassifier, lr_schedule
+from fastmlp._scaling import scaled_copy
 from fastmlp.datasets import load_digits
 
 from _reference import forward, loss
@@ -17,22 +18,22 @@ def digits():
     return load_digits()
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def small(request):
+@pytest.fixture
+def small(backend):
     """Factory of small, quick models; every test using it runs on both backends."""
     def make(**kw):
         params = dict(hidden_layer_sizes=(20, 12), epochs=3, batch_size=64,
-                      learning_rate=0.05, random_state=0, backend=request.param)
+                      learning_rate=0.05, random_state=0, backend=backend)
         params.update(kw)
         return MLPClassifier(**params)
     return make
 
 
-def test_learning_rate_after_35_epochs_is_the_seed_figure():
+def test_learning_rate_after_35_epochs_is_the_blog_figure():
     rates = lr_schedule(0.001, 1e-6, 35)
     assert rates[0] == 0.001
     assert rates[-1] == 0.0009994051838157095
-    # the seeds' batch-20000 run started from 0.0001
+    # the blog's batch-20000 run started from 0.0001
     assert lr_schedule(0.0001, 1e-6, 35)[-1] == 9.994051838157101e-05
 
 
@@ -41,7 +42,7 @@ def test_schedule_continues_across_calls():
     np.testing.assert_array_equal(lr_schedule(0.001, 1e-3, 4, start_epoch=6), whole[6:])
 
 
-def test_fitted_model_ends_at_the_seed_rate(digits, small):
+def test_fitted_model_ends_at_the_blog_rate(digits, small):
     (X, y), _ = digits
     m = small(epochs=35, learning_rate=0.001, lr_decay=1e-6, batch_size=500).fit(X, y)
     assert m.learning_rate_ == 0.0009994051838157095
@@ -60,14 +61,8 @@ def test_same_seed_same_run_other_seed_other_run(digits, small):
     assert not np.array_equal(a.coefs_[0], c.coefs_[0])
 
 
-def test_initial_weights_fill_the_seed_interval(digits, small):
-    (X, y), _ = digits
-    m = small(epochs=1, learning_rate=1e-30, lr_decay=0.0, momentum=0.0, l2=0.0,
-              hidden_layer_sizes=(300,), init_factor=2.0)
-    rng = np.random.default_rng(0)
-    m._params = m._check_params()
-    m.layers_ = (64, 300, 10)
-    Ws = m._init_weights(rng)
+def test_initial_weights_fill_the_blog_interval():
+    Ws = fastmlp.init_weights((64, 300, 10), 2.0, np.random.default_rng(0))
     assert [W.shape for W in Ws] == [(300, 65), (10, 301)]
     for W, n_in in zip(Ws, (64, 300)):
         r = 0.5 * np.sqrt(1.0 / n_in) * 2.0
@@ -92,12 +87,8 @@ def test_first_batch_cost_matches_plain_maths(digits, small):
     initial weights on the first batch, computed in float64 from scratch."""
     (X, y), _ = digits
     m = small(shuffle=False, epochs=1, l2=0.05, l1=0.01, batch_size=100)
-    init = small(shuffle=False, epochs=1, l2=0.05, l1=0.01, batch_size=100)
-    init.fit(X, y)                       # same seed: same initial weights
-    rng = np.random.default_rng(0)
-    init.layers_ = (64, 20, 12, 10)
-    init._params = init._check_params()
-    W0 = init._init_weights(rng)
+    # the fit's random_state (0) gives these initial weights
+    W0 = fastmlp.init_weights((64, 20, 12, 10), m.init_factor, np.random.default_rng(0))
     m.fit(X, y)
     Xs = (X[:100].astype(np.float32) - m.mean_) / m.scale_
     Y = np.eye(10)[np.searchsorted(m.classes_, y[:100])]
@@ -117,14 +108,14 @@ def test_standardisation_uses_training_statistics_only(digits, small):
 
 def test_standard_scaling_equals_standardscaler():
     from sklearn.preprocessing import StandardScaler
-    from fastmlp._mlp import _standard_scaler_stats
+    from fastmlp._scaling import standard_scaler_stats
     rng = np.random.default_rng(0)
     X = rng.normal(50.0, 3.0, (500, 6)).astype(np.float32)
     X[:, 1] = 7.0                      # constant
     X[:, 2] = 1e6                      # constant, large
     X[::2, 3] = 0.0                    # half zeros
     X[:, 4] = 1e6 + rng.normal(0, 1e-3, 500).astype(np.float32)  # within rounding
-    mean, scale = _standard_scaler_stats(X)
+    mean, scale = standard_scaler_stats(X)
     ref = StandardScaler().fit(X)
     np.testing.assert_allclose(mean, ref.mean_, rtol=1e-12)
     np.testing.assert_allclose(scale, ref.scale_, rtol=1e-9)
@@ -141,7 +132,7 @@ def test_scaling_none_keeps_raw_inputs(digits, small):
 def test_minmax_scaling_maps_the_training_range_to_unit(digits, small):
     (X, y), (Xt, _) = digits
     m = small(epochs=1, scaling="minmax").fit(X, y)
-    Xs = m._standardized(X)
+    Xs = scaled_copy(X, m.mean_, m.scale_)
     lo, hi = Xs.min(axis=0), Xs.max(axis=0)
     varying = X.max(axis=0) > X.min(axis=0)
     np.testing.assert_allclose(lo, 0.0, atol=1e-6)
@@ -149,7 +140,7 @@ def test_minmax_scaling_maps_the_training_range_to_unit(digits, small):
     # MNIST-like pixels that reach the top of their range are simply x/255
     pix = np.array([[0, 255], [255, 0], [51, 102]], np.uint8)
     m2 = small(epochs=1, scaling="minmax").fit(pix, [0, 1, 0])
-    np.testing.assert_allclose(m2._standardized(pix), pix / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(scaled_copy(pix, m2.mean_, m2.scale_), pix / 255.0, rtol=1e-6)
 
 
 def test_predictions_follow_the_forward_pass(digits, small):

@@ -22,14 +22,10 @@ import numpy as np
 import pytest
 
 from fastmlp import MLPClassifier
+from fastmlp._scaling import training_source
 
 N, F = 240, 12
 BATCH = 32
-
-
-@pytest.fixture(params=["compiled", "numpy"])
-def backend(request):
-    return request.param
 
 
 def model(be, **kw):
@@ -116,8 +112,8 @@ def test_memmap_is_read_in_place_not_copied(tmp_path):
     X = pixels()
     np.save(tmp_path / "X.npy", X)
     Xm = np.load(tmp_path / "X.npy", mmap_mode="r")
-    assert MLPClassifier._training_source(Xm) is Xm
-    src = MLPClassifier._training_source(np.asfortranarray(Xm))
+    assert training_source(Xm) is Xm
+    src = training_source(np.asfortranarray(Xm))
     assert src.dtype == np.float32 and src.flags.c_contiguous
 
 
@@ -422,7 +418,6 @@ def test_validation_data_not_a_pair_is_named(backend, vd):
         model(backend).fit(X, y, validation_data=bad)
 
 
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 def test_float_data_starting_inside_a_float_trains_like_aligned_data(backend):
     """A float32 X one byte into a buffer (not aligned) is copied once rather
     than read with misaligned loads, and trains to the same weights."""
