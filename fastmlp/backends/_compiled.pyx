@@ -238,9 +238,9 @@ def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, 
         _check_shape("state2", (S2.shape[0], S2.shape[1]), (n_out, 1 + n_in))
         al2(S2, "state2")
     fm_opt_prepare(&o, <float>lr, step)
-    cdef const float[:, :] Ar = _row_major(A_prev, "A_prev")
     # the layer-level gradient reads delta's rows one after another
     cdef const float[:, ::1] Dc = np.ascontiguousarray(_row_major(delta, "delta"))
+    cdef const float[:, :] Ar = _row_major(A_prev, "A_prev")
     if n_out == 0:
         return
     cdef Py_ssize_t k
