@@ -1,6 +1,6 @@
 """Fuzz fastmlp.load with mutated model files: only clear exceptions allowed.
 
-Saves small fitted models (sgd and adam, numeric and string labels), then
+Saves small fitted models (sgd, adam and rmsprop; numeric and string labels), then
 loads many mutated copies of their files.  Every load must either succeed --
 and then the model must predict finite outputs of the right shape -- or raise
 ``ModelFileError`` (``FileNotFoundError`` never applies here).  Anything
@@ -36,14 +36,16 @@ from fastmlp import MLPClassifier, ModelFileError
 STRATEGIES = ("flip", "region", "truncate", "header", "arrays", "garbage")
 
 
-def seed_files(folder):
-    """Model files to mutate, and the data to predict with."""
+def model_files(folder):
+    """Saved model files to mutate (sgd and adam with numeric labels, rmsprop
+    with string labels, fitted on scikit-learn's digits), and the rows to
+    predict with."""
     (X, y), (Xt, _) = fastmlp.datasets.load_digits()
     files = []
     for i, (opt, labels) in enumerate((("sgd", y), ("adam", y),
                                        ("rmsprop", np.array(["c%d" % v for v in y])))):
         m = MLPClassifier((8, 5), optimizer=opt, epochs=1, random_state=i).fit(X, labels)
-        files.append(m.save(os.path.join(folder, f"seed{i}.npz")))
+        files.append(m.save(os.path.join(folder, f"model{i}.npz")))
     return files, Xt[:50]
 
 
@@ -156,7 +158,7 @@ def run(cases, seed=0, verbose=True):
     rng = np.random.default_rng(seed)
     counts = {k: {"loaded": 0, "refused": 0} for k in STRATEGIES}
     with tempfile.TemporaryDirectory() as folder:
-        files, Xt = seed_files(folder)
+        files, Xt = model_files(folder)
         originals = [open(f, "rb").read() for f in files]
         target = os.path.join(folder, "fuzz.npz")
         for kind in STRATEGIES:
@@ -188,6 +190,8 @@ def run(cases, seed=0, verbose=True):
 
 
 def main(argv=None):
+    """Run the fuzzer from the command line; exit status 0, or an
+    AssertionError naming the first case that escaped."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=2000, help="cases per strategy")
     p.add_argument("--seed", type=int, default=0)

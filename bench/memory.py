@@ -18,8 +18,8 @@ For comparison the script prints what the data and the batch buffers should
 take:
 
 * the dataset: the uint8 training images (60000 x 784 bytes, 47 MB), and
-  the float32 copy the NumPy backend makes (188 MB; the seeds' form: one
-  scaled float32 copy of X).  The compiled backend reads the uint8 array
+  the float32 copy the NumPy backend makes (188 MB; the blog series' form:
+  one scaled float32 copy of X).  The compiled backend reads the uint8 array
   as it is and scales each row as it gathers it, so it makes no copy.
 * the NumPy backend's batch buffers, allocated once per fit: the gathered
   inputs (batch x 784) and, per layer, three (batch x width) arrays
@@ -51,12 +51,11 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 MB = 1e6
 N_TRAIN, N_FEATURES, N_CLASSES = 60000, 784, 10
 HIDDEN = (70, 30)
-CHUNK_ROWS = 256          # CompiledBackend's default chunk_rows
+CHUNK_ROWS = 256          # the compiled backend's default (BackendConfig.chunk_rows)
 
 
 def _status():
@@ -86,7 +85,8 @@ def child(backend, batch, epochs, threads, use_tracemalloc, mmap_dir=None):
     import fastmlp
     from fastmlp import MLPClassifier
     from fastmlp.datasets import load_mnist
-    import fastmlp._kernels  # noqa: F401  (the compiled backend's module)
+    from fastmlp.experiments._common import timed_fit
+    import fastmlp.backends._compiled  # noqa: F401  (the compiled backend's module)
     points["imports"] = _point()
 
     if mmap_dir:
@@ -107,9 +107,7 @@ def child(backend, batch, epochs, threads, use_tracemalloc, mmap_dir=None):
         tracemalloc.start(25)
     clf = MLPClassifier(HIDDEN, epochs=epochs, batch_size=batch, backend=backend,
                         n_threads=threads, random_state=0)
-    t0 = time.perf_counter()
-    clf.fit(X, y, callback=cb)
-    seconds = time.perf_counter() - t0
+    seconds = timed_fit(clf, X, y, callback=cb)
     points["fit"] = _point()
     result = {"backend": backend, "batch": batch, "epochs": epochs, "threads": threads,
               "memmap": bool(mmap_dir),
@@ -147,6 +145,8 @@ def expected(batch, threads):
 
 
 def run(args):
+    """One child process per (backend, batch) pair; returns (their results,
+    the thread count used)."""
     results = []
     threads = args.threads or os.cpu_count()
     mmap_dir = None
@@ -180,6 +180,7 @@ def run(args):
 
 
 def report(results, threads, epochs):
+    """Print the expected sizes and one table row per child's result."""
     e = expected(500, threads)
     print(f"MNIST training set: uint8 60000x784 = {e['uint8 X'] / MB:.1f} MB; "
           f"float32 copy = {e['float32 X'] / MB:.1f} MB")
@@ -226,6 +227,8 @@ def report(results, threads, epochs):
 
 
 def main(argv=None):
+    """Measure every (backend, batch) pair in its own subprocess and print the
+    table (``--child`` is that subprocess).  Returns the exit status (0)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batches", default="500,20000",
@@ -251,10 +254,12 @@ def main(argv=None):
     results, threads = run(args)
     report(results, threads, args.epochs)
     if args.json:
+        from fastmlp.experiments._common import machine
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({"epochs": args.epochs, "threads": threads, "mb": MB,
-                       "results": results}, f, indent=1)
+                       "machine": machine(), "results": results}, f, indent=1,
+                      default=str)
         print(f"wrote {args.json}")
     return 0
 

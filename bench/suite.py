@@ -1,4 +1,5 @@
-"""fastmlp against Keras, PyTorch and scikit-learn on MNIST (see fastmlp/bench.py).
+"""fastmlp against Keras, PyTorch and scikit-learn on MNIST (see
+fastmlp/experiments/suite.py; also ``fastmlp bench``).
 
 The suite lives in the package so that ``fastmlp bench`` runs it too; this
 script is the same command from a checkout:
@@ -8,7 +9,7 @@ script is the same command from a checkout:
 
 import sys
 
-from fastmlp.bench import main
+from fastmlp.experiments.suite import main
 
 if __name__ == "__main__":
     sys.exit(main())

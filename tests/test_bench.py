@@ -56,7 +56,7 @@ def test_backends_bench_runs(tmp_path):
 
 
 def test_regularisation_study_runs_and_reports(tmp_path, capsys):
-    from fastmlp import study
+    from fastmlp.experiments import study
     assert study.converged_epoch([10.0, 5.0, 4.0, 3.02, 3.0, 3.01]) == 4
     # the checkout's script is the same command
     assert load("regularisation").main is study.main
@@ -64,8 +64,9 @@ def test_regularisation_study_runs_and_reports(tmp_path, capsys):
                      "--out-dir", str(tmp_path)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "0.9728" in text                      # the seeds' figure for lambda2 0.2
+    assert "0.9728" in text                      # the blog's figure for lambda2 0.2
     data = json.loads((tmp_path / "study.json").read_text())
+    assert data["blog_results"]["0.2"] == [0.9946, 0.9728, 700]
     assert [r["lambda2"] for r in data["results"]] == [0.01, 0.2]
     shares = [r["final_reg_share"] for r in data["results"]]
     assert 0 < shares[0] < shares[1] < 1          # more lambda, larger share

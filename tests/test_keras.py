@@ -13,16 +13,13 @@ import pytest
 
 import tensorflow as tf
 
-from fastmlp import MLPClassifier
-from fastmlp import _kernels as ck
-from fastmlp import _numpy_backend as nb
+from fastmlp import MLPClassifier, NetworkState, backends, init_weights
+from fastmlp._optim import Optimizer
 from fastmlp.datasets import load_digits
-from fastmlp.keras_models import (KerasTwin, keras_twin, mnist_for_keras, seed_cnn,
-                                  seed_mlp)
+from fastmlp.experiments.keras_models import (KerasTwin, blog_cnn, blog_mlp, keras_twin,
+                                              mnist_for_keras)
 
 from _reference import random_problem
-
-BACKENDS = {"numpy": nb, "compiled": ck}
 
 
 def steps_in_lockstep(backend, twin, X, Y, B, rates):
@@ -40,8 +37,8 @@ def digits():
     return load_digits()
 
 
-def test_seed_cnn_has_the_seeds_parameter_count():
-    model = seed_cnn()
+def test_blog_cnn_has_the_blogs_parameter_count():
+    model = blog_cnn()
     assert model.count_params() == 96_844
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D",
@@ -49,21 +46,21 @@ def test_seed_cnn_has_the_seeds_parameter_count():
     assert model.layers[-1].activation.__name__ == "softmax"
 
 
-def test_seed_cnn_builder_is_parameterised():
-    m = seed_cnn(conv=[(8, (3, 3), "tanh")], pool=[(2, 2)], dense=[(10, "sigmoid")])
+def test_blog_cnn_builder_is_parameterised():
+    m = blog_cnn(conv=[(8, (3, 3), "tanh")], pool=[(2, 2)], dense=[(10, "sigmoid")])
     # 8*9+8 = 80 conv weights; 13*13*8 = 1352 inputs to the dense layer
     assert m.count_params() == 80 + 1352 * 10 + 10
     with pytest.raises(ValueError, match="pooling"):
-        seed_cnn(conv=[(8, (3, 3), "relu")], pool=[(2, 2), (2, 2)])
+        blog_cnn(conv=[(8, (3, 3), "relu")], pool=[(2, 2), (2, 2)])
 
 
-def test_seed_mlp_is_the_seeds_model():
-    m = seed_mlp()
+def test_blog_mlp_is_the_blogs_model():
+    m = blog_mlp()
     dense = m.layers
     assert [d.units for d in dense] == [70, 30, 10]
     assert all(d.activation.__name__ == "sigmoid" for d in dense)
     assert dense[0].kernel_regularizer is not None and dense[2].kernel_regularizer is None
-    assert m.count_params() == 57_390            # the seeds' count for 784-70-30-10
+    assert m.count_params() == 57_390            # the blog's count for 784-70-30-10
     assert type(m.optimizer).__name__ == "RMSprop"
     X, Y = mnist_for_keras(np.full((3, 784), 255, np.uint8), [0, 3, 9])
     assert X.max() == 1.0 and Y.sum() == 3 and Y[1, 3] == 1.0
@@ -82,7 +79,6 @@ def model_with_weights(weights, l2, l1, backend, X, y, activation="sigmoid",
     return m
 
 
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 @pytest.mark.parametrize("l2,l1", [(0.0, 0.0), (0.05, 0.0), (0.05, 0.02)])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
@@ -100,22 +96,20 @@ def test_gradients_equal_gradient_tape(backend, l2, l1, activation, output):
         np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5, err_msg=f"layer {l}")
 
 
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 @pytest.mark.parametrize("steps", [1, 10])
 def test_training_steps_equal_keras_steps(backend, steps):
     """From the same weights, over the same batches, with fastmlp's momentum rule."""
     layers, B, lr, mom, l2, l1 = (30, 16, 10), 50, 0.01, 0.5, 0.02, 0.001
     weights, X, Y = random_problem(layers, batch=B * steps, seed=9)
-    Ws = [W.copy() for W in weights]
-    Vs = [np.zeros_like(W) for W in Ws]
-    be = BACKENDS[backend].Backend(X, Y, Ws, Vs, B, l2, l1, mom, 1)
+    state = NetworkState(layers, [W.copy() for W in weights])   # zero velocities
+    config = backends.BackendConfig(l2=l2, l1=l1, momentum=mom, batch_size=B, n_threads=1)
+    be = backends.backend_class(backend)(X, Y, state, config)
     twin = KerasTwin(weights, l2=l2, l1=l1, momentum=mom)
     steps_in_lockstep(be, twin, X, Y, B, [lr] * steps)
-    for l, (a, b) in enumerate(zip(Ws, twin.weights())):
+    for l, (a, b) in enumerate(zip(state.weights, twin.weights())):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6, err_msg=f"W[{l}]")
 
 
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 def test_predictions_agree_with_the_keras_twin(digits, backend):
     (X, y), (Xt, yt) = digits
     m = MLPClassifier((30, 20), epochs=5, batch_size=64, learning_rate=0.05,
@@ -132,23 +126,22 @@ def test_keras_twin_needs_a_fitted_model():
         keras_twin(MLPClassifier())
 
 
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 def test_rmsprop_and_adam_steps_equal_keras_optimizers(backend, optimizer):
     """From the same weights, over the same 10 batches at a decaying rate,
     fastmlp's rmsprop / adam land where keras.optimizers.RMSprop / Adam do."""
     layers, B, steps, l2 = (30, 16, 10), 50, 10, 0.02
     weights, X, Y = random_problem(layers, batch=B * steps, seed=9)
-    Ws = [W.copy() for W in weights]
-    S1 = [np.zeros_like(W) for W in Ws]
-    S2 = [np.zeros_like(W) for W in Ws]
-    be = BACKENDS[backend].Backend(X, Y, Ws, S1, B, l2, 0.0, 0.0, 1, optimizer=optimizer,
-                                   states2=S2)
+    # fresh optimiser state: zero mean square / moments, step 0
+    state = NetworkState(layers, [W.copy() for W in weights], optimizer=optimizer)
+    config = backends.BackendConfig(optimizer=Optimizer(optimizer), l2=l2, batch_size=B,
+                                    n_threads=1)
+    be = backends.backend_class(backend)(X, Y, state, config)
     twin = KerasTwin(weights, l2=l2, optimizer=optimizer)
     steps_in_lockstep(be, twin, X, Y, B, [0.01 / (1 + 0.1 * s) for s in range(steps)])
     # measured: at most 6e-7 apart (rmsprop), 5e-8 (adam); mixing the two
     # rules up moves weights by 0.08
-    for l, (a, b) in enumerate(zip(Ws, twin.weights())):
+    for l, (a, b) in enumerate(zip(state.weights, twin.weights())):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"W[{l}]")
 
 
@@ -157,15 +150,15 @@ def test_objective_mlp_fit_takes_fastmlps_steps(digits, optimizer):
     """The benchmark's equal-terms Keras model: model.fit over 3 batches from
     fastmlp's initial weights, on the same scaled data and batches, ends at
     fastmlp's weights."""
-    from fastmlp.bench import initial_weights
-    from fastmlp.keras_models import objective_mlp
+    from fastmlp.experiments.keras_models import objective_mlp
     (X, y), _ = digits
     X, y = X[:300], y[:300]
     m = MLPClassifier((20,), optimizer=optimizer, epochs=1, batch_size=100,
                       learning_rate=0.003, lr_decay=0.0, l2=0.05, shuffle=False,
                       random_state=1, n_threads=1)
     m.partial_fit(X, y, classes=np.unique(y))
-    W0 = initial_weights(m.layers_[0], m.layers_[-1], 1, hidden=(20,))
+    # the weights MLPClassifier(random_state=1) started from
+    W0 = init_weights(m.layers_, m.init_factor, np.random.default_rng(1))
     model = objective_mlp(W0, l2=0.05, optimizer=optimizer, learning_rate=0.003)
     Xs = ((X.astype(np.float32) - m.mean_) / m.scale_).astype(np.float32)
     Y = np.eye(len(m.classes_), dtype=np.float32)[np.searchsorted(m.classes_, y)]

@@ -1,17 +1,20 @@
-"""Keras reference models: the seeds' MLP and CNN, and a Keras twin of a fastmlp model.
+"""Keras reference models: the blog series' MLP and CNN, and a Keras twin of a fastmlp model.
 
 Importing this module does not import TensorFlow; each function does, and
 raises ImportError with the install hint when it is missing
 (``pip install "fastmlp[keras]"``).
 
-* :func:`seed_mlp` -- the seeds' reference MLP exactly as they train it
-  (Dense 70/30/10 sigmoid, L2 0.01 on the hidden layers, rmsprop, categorical
-  cross-entropy, inputs x/255).
-* :func:`seed_cnn` -- the seeds' CNN builder: lists of conv, pool and dense
-  layer specs with an activation per layer; with the default specs it has
-  96,844 parameters, the seeds' count.
-* :func:`objective_mlp` -- the seed MLP's layers with given (e.g. fastmlp's
-  initial) weights, compiled with fastmlp's objective and an rmsprop or adam
+* :func:`blog_mlp` -- the blog series' reference Keras MLP exactly as the
+  blog experiment trains it (Dense 70/30/10 sigmoid, L2 0.01 on the hidden
+  layers, rmsprop, categorical cross-entropy, inputs x/255).
+* :func:`blog_cnn` -- the CNN builder of the blog series' "A simple CNN for
+  the MNIST datasets": lists of conv, pool and dense layer specs with an
+  activation per layer; with the default specs (:data:`BLOG_CNN_LAYERS`) it
+  has 96,844 parameters, the blog's count.
+* :func:`mnist_for_keras` -- the blog series' Keras preprocessing (x/255,
+  one-hot labels).
+* :func:`objective_mlp` -- the blog MLP's layers with given (e.g. fastmlp's
+  initial, :func:`fastmlp.init_weights`) weights, compiled with fastmlp's objective and an rmsprop or adam
   optimiser that takes the same steps, for ``model.fit``: the Keras side of
   the benchmark's equal-terms comparison.
 * :class:`KerasTwin` / :func:`keras_twin` -- the same network as a fastmlp
@@ -22,7 +25,7 @@ raises ImportError with the install hint when it is missing
 
 import numpy as np
 
-__all__ = ["seed_mlp", "seed_cnn", "SEED_CNN_LAYERS", "KerasTwin", "keras_twin",
+__all__ = ["blog_mlp", "blog_cnn", "BLOG_CNN_LAYERS", "KerasTwin", "keras_twin",
            "mnist_for_keras", "objective_mlp"]
 
 
@@ -35,9 +38,9 @@ def _tf():
     return tf
 
 
-def seed_mlp(n_inputs=784, hidden=(70, 30), n_classes=10, l2=0.01, optimizer="rmsprop",
+def blog_mlp(n_inputs=784, hidden=(70, 30), n_classes=10, l2=0.01, optimizer="rmsprop",
              jit_compile=None, steps_per_execution=1):
-    """The seeds' reference Keras MLP, compiled as they compile it.
+    """The blog series' reference Keras MLP, compiled as the blog compiles it.
 
     Dense(70, sigmoid, L2 0.01) -> Dense(30, sigmoid, L2 0.01) ->
     Dense(10, sigmoid); ``optimizer`` rmsprop, loss categorical
@@ -64,7 +67,7 @@ def objective_mlp(weights, l2=0.0, l1=0.0, optimizer="rmsprop", learning_rate=0.
                   steps_per_execution=1):
     """A Keras MLP that solves the problem a fastmlp fit solves, for ``model.fit``.
 
-    Dense sigmoid layers (the seed MLP's for the default sizes) whose kernels
+    Dense sigmoid layers (the blog MLP's for the default sizes) whose kernels
     and biases are ``weights`` (fastmlp layout: ``(n_out, 1 + n_in)``, bias in
     column 0), compiled with fastmlp's objective divided by the number of
     outputs K: Keras's binary cross-entropy averages over the outputs, so
@@ -104,34 +107,34 @@ def objective_mlp(weights, l2=0.0, l1=0.0, optimizer="rmsprop", learning_rate=0.
     return model
 
 
-#: The seeds' CNN: (filters, kernel, activation) per conv layer, pool sizes
-#: after the first two, (units, activation) per dense layer.
-SEED_CNN_LAYERS = dict(
+#: The blog series' CNN: (filters, kernel, activation) per conv layer, pool
+#: sizes after the first two, (units, activation) per dense layer.
+BLOG_CNN_LAYERS = dict(
     conv=[(32, (3, 3), "relu"), (64, (3, 3), "relu"), (64, (3, 3), "relu")],
     pool=[(2, 2), (2, 2)],
     dense=[(70, "relu"), (10, "softmax")],
 )
 
 
-def seed_cnn(conv=None, pool=None, dense=None, input_shape=(28, 28, 1),
+def blog_cnn(conv=None, pool=None, dense=None, input_shape=(28, 28, 1),
              optimizer="rmsprop"):
-    """The seeds' CNN builder: Conv2D layers, each of the first ``len(pool)``
+    """The blog series' CNN builder: Conv2D layers, each of the first ``len(pool)``
     followed by max-pooling, then Flatten and the dense layers.
 
     conv  : list of (filters, (kh, kw), activation)
     pool  : list of (ph, pw); needs ``len(pool) <= len(conv)``
     dense : list of (units, activation); the last is the output layer
 
-    Defaults are :data:`SEED_CNN_LAYERS` (96,844 parameters).  Compiled with
+    Defaults are :data:`BLOG_CNN_LAYERS` (96,844 parameters).  Compiled with
     ``optimizer``, categorical cross-entropy and accuracy.
     """
     tf = _tf()
     keras = tf.keras
-    conv = SEED_CNN_LAYERS["conv"] if conv is None else conv
-    pool = SEED_CNN_LAYERS["pool"] if pool is None else pool
-    dense = SEED_CNN_LAYERS["dense"] if dense is None else dense
+    conv = BLOG_CNN_LAYERS["conv"] if conv is None else conv
+    pool = BLOG_CNN_LAYERS["pool"] if pool is None else pool
+    dense = BLOG_CNN_LAYERS["dense"] if dense is None else dense
     if not conv or not dense:
-        raise ValueError("seed_cnn needs at least one conv and one dense layer")
+        raise ValueError("blog_cnn needs at least one conv and one dense layer")
     if len(pool) > len(conv):
         raise ValueError(f"{len(pool)} pooling layers for {len(conv)} conv layers: "
                          "at most one pooling layer follows each conv layer")
@@ -149,7 +152,7 @@ def seed_cnn(conv=None, pool=None, dense=None, input_shape=(28, 28, 1),
 
 
 def mnist_for_keras(X, y, n_classes=10, images=False):
-    """The seeds' Keras preprocessing: x/255 as float32 and one-hot labels.
+    """The blog series' Keras preprocessing: x/255 as float32 and one-hot labels.
 
     ``images=True`` reshapes to (n, 28, 28, 1) for the CNN.
     """

@@ -1,30 +1,32 @@
 """fastmlp against Keras, PyTorch and scikit-learn on MNIST, side by side, in one run.
 
-Every row trains the seed network's layers (784-70-30-10) on the shipped MNIST
-for the same number of epochs, batch size and thread count; the figure of a
-row is its best of ``--repeats`` runs (fit time, then the test accuracy of
-that run).  fastmlp, PyTorch and scikit-learn use the seeds' learning rate
-for the batch size (0.001 below 10000, 0.0001 above, as the seeds ran batch
-500 and 20000).  Rows:
+Every row trains the blog experiment's layers (784-70-30-10) on the shipped
+MNIST for the same number of epochs, batch size and thread count; the figure
+of a row is its best of ``--repeats`` runs (fit time, then the test accuracy
+of that run).  fastmlp, PyTorch and scikit-learn use the blog experiment's
+learning rate for the batch size (0.001 below 10000, 0.0001 above, as the
+blog series ran batch 500 and 20000).  Rows:
 
-  fastmlp compiled   the product (seed hyperparameters, standardised inputs)
+  fastmlp compiled   the product (the blog experiment's hyperparameters, which
+                     are the estimator's defaults; standardised inputs)
   fastmlp numpy      fastmlp's NumPy reference backend, same settings
-  keras seed         the seeds' Keras MLP as they ran it: rmsprop, categorical
-                     cross-entropy, L2 0.01, x/255 inputs
-  keras seed xla     the same model with jit_compile=True and
+  keras blog         the blog series' Keras MLP as it ran it: rmsprop,
+                     categorical cross-entropy, L2 0.01, x/255 inputs
+  keras blog xla     the same model with jit_compile=True and
                      steps_per_execution = batches per epoch
   torch sgd          PyTorch, the same network, summed LogLoss, L2 and SGD as
                      fastmlp does it (skipped, with the reason, if not installed)
   sklearn sgd        scikit-learn MLPClassifier(70, 30), logistic, sgd; its
                      rate and alpha scaled to match fastmlp's summed loss
   fastmlp rmsprop    fastmlp with optimizer="rmsprop" (lr 0.001, no decay, L2 0.01)
-  keras rmsprop      the seed MLP's layers in Keras, started from the same initial
-                     weights as the fastmlp rmsprop row, trained by model.fit with
-                     Keras's RMSprop on the same standardised data and the same
-                     objective (keras_models.objective_mlp): equal terms
-  keras cnn          (only with --cnn) the seeds' CNN, --cnn-epochs epochs
+  keras rmsprop      the blog MLP's layers in Keras, started from the same initial
+                     weights as the fastmlp rmsprop row (fastmlp.init_weights),
+                     trained by model.fit with Keras's RMSprop on the same
+                     standardised data and the same objective
+                     (keras_models.objective_mlp): equal terms
+  keras cnn          (only with --cnn) the blog series' CNN, --cnn-epochs epochs
 
-The per-phase breakdown (like the seeds' t1..t6) comes from one fastmlp
+The per-phase breakdown (like the blog's t1..t6) comes from one fastmlp
 compiled fit that also measures test accuracy every epoch.
 
     fastmlp bench                                     # batch 500 and 20000, 35 epochs
@@ -36,27 +38,30 @@ compiled fit that also measures test accuracy every epoch.
 """
 
 import argparse
+import functools
 import json
 import os
-import platform
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # before any Keras row imports TF
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 import fastmlp
 from fastmlp import MLPClassifier
+from fastmlp._scaling import standard_scaler_stats
 from fastmlp.datasets import load_mnist
+
+from ._common import best_of, machine, pyplot_or_none, save_figure, timed, timed_fit
 
 ROWS = ("fastmlp", "numpy", "keras", "keras-xla", "torch", "sklearn", "fastmlp-rmsprop",
         "keras-rmsprop")
-LABELS = {"fastmlp": "fastmlp compiled", "numpy": "fastmlp numpy", "keras": "keras seed",
-          "keras-xla": "keras seed xla", "torch": "torch sgd", "sklearn": "sklearn sgd",
+LABELS = {"fastmlp": "fastmlp compiled", "numpy": "fastmlp numpy", "keras": "keras blog",
+          "keras-xla": "keras blog xla", "torch": "torch sgd", "sklearn": "sklearn sgd",
           "fastmlp-rmsprop": "fastmlp rmsprop", "keras-rmsprop": "keras rmsprop",
-          "cnn": "keras cnn (seed)"}
+          "cnn": "keras cnn (blog)"}
 
 
 class Skip(Exception):
@@ -64,20 +69,21 @@ class Skip(Exception):
 
 
 # ------------------------------------------------------------------ rows
-def seed_learning_rate(batch):
-    """The seeds' learning rate for a batch size: 0.001 at batch 500, 0.0001 at
-    batch 20000 (their two runs); the gradient is summed over the batch, so
-    large batches need the smaller rate (0.001 at 20000 saturates the net)."""
+def blog_learning_rate(batch):
+    """The blog series' learning rate for a batch size: 0.001 at batch 500,
+    0.0001 at batch 20000 (its two runs); the gradient is summed over the
+    batch, so large batches need the smaller rate (0.001 at 20000 saturates
+    the net)."""
     return 0.001 if batch < 10_000 else 0.0001
 
 
 def run_fastmlp(data, batch, epochs, threads, seed, backend="compiled"):
+    """fastmlp with the blog experiment's settings (the estimator's defaults)
+    and :func:`blog_learning_rate`; returns (fit seconds, test accuracy)."""
     (X, y), (Xt, yt) = data
     m = MLPClassifier(backend=backend, batch_size=batch, epochs=epochs, n_threads=threads,
-                      learning_rate=seed_learning_rate(batch), random_state=seed)
-    t = time.perf_counter()
-    m.fit(X, y)
-    return time.perf_counter() - t, m.score(Xt, yt)
+                      learning_rate=blog_learning_rate(batch), random_state=seed)
+    return timed_fit(m, X, y), m.score(Xt, yt)
 
 
 #: The equal-terms rmsprop rows: Keras's default rate, no decay (Keras has
@@ -86,39 +92,43 @@ def run_fastmlp(data, batch, epochs, threads, seed, backend="compiled"):
 RMSPROP = dict(optimizer="rmsprop", learning_rate=0.001, lr_decay=0.0, l2=0.01)
 
 
-def initial_weights(n_features, n_classes, seed, hidden=(70, 30)):
-    """The weights an MLPClassifier with ``random_state=seed`` starts from."""
-    m = MLPClassifier(hidden, random_state=seed)
-    m._params = m._check_params()
-    m.layers_ = (n_features,) + tuple(hidden) + (n_classes,)
-    return m._init_weights(np.random.default_rng(seed))
+def _rmsprop_model(batch, epochs, threads, seed):
+    """The fastmlp rmsprop row's estimator (unfitted)."""
+    return MLPClassifier(batch_size=batch, epochs=epochs, n_threads=threads,
+                         random_state=seed, **RMSPROP)
 
 
 def run_fastmlp_rmsprop(data, batch, epochs, threads, seed):
+    """fastmlp with :data:`RMSPROP`; returns (fit seconds, test accuracy)."""
     (X, y), (Xt, yt) = data
-    m = MLPClassifier(batch_size=batch, epochs=epochs, n_threads=threads,
-                      random_state=seed, **RMSPROP)
-    t = time.perf_counter()
-    m.fit(X, y)
-    return time.perf_counter() - t, m.score(Xt, yt)
+    m = _rmsprop_model(batch, epochs, threads, seed)
+    return timed_fit(m, X, y), m.score(Xt, yt)
 
 
 def run_keras_rmsprop(data, batch, epochs, threads, seed):
+    """Keras's RMSprop on fastmlp's objective, from the initial weights of the
+    fastmlp rmsprop row with the same ``seed`` and on the same standardised
+    data; returns (fit seconds, test accuracy)."""
     tf = _tf(threads)
-    from fastmlp.keras_models import objective_mlp
+    from .keras_models import objective_mlp
     (X, y), (Xt, yt) = _standardised(data)
-    Y = np.eye(10, dtype=np.float32)[y]
+    n_classes = 10
+    Y = np.eye(n_classes, dtype=np.float32)[y]
     tf.keras.utils.set_random_seed(seed)
-    model = objective_mlp(initial_weights(X.shape[1], 10, seed), l2=RMSPROP["l2"],
-                          optimizer="rmsprop", learning_rate=RMSPROP["learning_rate"])
-    t = time.perf_counter()
-    model.fit(X, Y, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
-    elapsed = time.perf_counter() - t
+    # MLPClassifier(random_state=seed) starts from exactly these weights
+    twin = _rmsprop_model(batch, epochs, threads, seed)
+    layers = (X.shape[1],) + tuple(twin.hidden_layer_sizes) + (n_classes,)
+    W0 = fastmlp.init_weights(layers, twin.init_factor, np.random.default_rng(seed))
+    model = objective_mlp(W0, l2=RMSPROP["l2"], optimizer="rmsprop",
+                          learning_rate=RMSPROP["learning_rate"])
+    elapsed = timed_fit(model, X, Y, epochs=epochs, batch_size=batch, shuffle=True,
+                        verbose=0)
     acc = float(np.mean(model.predict(Xt, batch_size=10_000, verbose=0).argmax(1) == yt))
     return elapsed, acc
 
 
 def run_numpy(data, batch, epochs, threads, seed):
+    """:func:`run_fastmlp` on the NumPy backend."""
     return run_fastmlp(data, batch, epochs, threads, seed, backend="numpy")
 
 
@@ -144,43 +154,47 @@ def _tf(threads):
 
 
 def run_keras(data, batch, epochs, threads, seed, xla=False):
+    """The blog series' Keras MLP as it ran it (:func:`keras_models.blog_mlp`
+    on x/255 inputs); returns (fit seconds, test accuracy)."""
     tf = _tf(threads)
-    from fastmlp.keras_models import mnist_for_keras, seed_mlp
+    from .keras_models import blog_mlp, mnist_for_keras
     (X, y), (Xt, yt) = data
     Xk, Yk = mnist_for_keras(X, y)
     Xtk, Ytk = mnist_for_keras(Xt, yt)
     tf.keras.utils.set_random_seed(seed)
     steps = max(1, -(-len(Xk) // batch)) if xla else 1
-    model = seed_mlp(jit_compile=True if xla else None, steps_per_execution=steps)
-    t = time.perf_counter()
-    model.fit(Xk, Yk, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
-    elapsed = time.perf_counter() - t
+    model = blog_mlp(jit_compile=True if xla else None, steps_per_execution=steps)
+    elapsed = timed_fit(model, Xk, Yk, epochs=epochs, batch_size=batch, shuffle=True,
+                        verbose=0)
     _, acc = model.evaluate(Xtk, Ytk, batch_size=10_000, verbose=0)
     return elapsed, float(acc)
 
 
 def run_keras_xla(data, batch, epochs, threads, seed):
+    """:func:`run_keras` compiled by XLA, all of an epoch's batches per call."""
     return run_keras(data, batch, epochs, threads, seed, xla=True)
 
 
 def _standardised(data):
     """The inputs standardised exactly as fastmlp standardises them, for the
     rows of other libraries that train on the same data."""
-    from fastmlp._mlp import _standard_scaler_stats
     (X, y), (Xt, yt) = data
-    mean, scale = (a.astype(np.float32) for a in _standard_scaler_stats(X))
+    mean, scale = (a.astype(np.float32) for a in standard_scaler_stats(X))
     return (((X.astype(np.float32) - mean) / scale, y),
             ((Xt.astype(np.float32) - mean) / scale, yt))
 
 
 def run_torch(data, batch, epochs, threads, seed, l2=0.01):
+    """PyTorch: the same network, summed LogLoss, L2 and plain SGD at
+    :func:`blog_learning_rate`, on fastmlp's standardised inputs; returns
+    (training seconds, test accuracy).  :class:`Skip` without PyTorch."""
     try:
         import torch
     except ImportError as exc:
         raise Skip(f"PyTorch not installed ({exc})")
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    lr = seed_learning_rate(batch)
+    lr = blog_learning_rate(batch)
     (X, y), (Xt, yt) = _standardised(data)
     X, Xt = torch.from_numpy(X), torch.from_numpy(Xt)
     Y = torch.nn.functional.one_hot(torch.from_numpy(y.astype(np.int64)), 10).float()
@@ -191,53 +205,56 @@ def run_torch(data, batch, epochs, threads, seed, l2=0.01):
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
     n = X.shape[0]
-    t = time.perf_counter()
-    for _ in range(epochs):
-        perm = torch.randperm(n)
-        for s in range(0, n, batch):
-            idx = perm[s:s + batch]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(X[idx]), Y[idx])
-            loss = loss + 0.5 * l2 * sum((w * w).sum() for w in kernels)
-            loss.backward()
-            opt.step()
-    elapsed = time.perf_counter() - t
+
+    def train():
+        for _ in range(epochs):
+            perm = torch.randperm(n)
+            for s in range(0, n, batch):
+                idx = perm[s:s + batch]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(X[idx]), Y[idx])
+                loss = loss + 0.5 * l2 * sum((w * w).sum() for w in kernels)
+                loss.backward()
+                opt.step()
+
+    elapsed, _ = timed(train)
     with torch.no_grad():
         acc = float((net(Xt).argmax(1).numpy() == yt).mean())
     return elapsed, acc
 
 
 def run_sklearn(data, batch, epochs, threads, seed, l2=0.01):
+    """scikit-learn's MLPClassifier(70, 30), logistic, sgd, its rate and alpha
+    scaled to fastmlp's summed loss; returns (fit seconds, test accuracy)."""
     import warnings
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier as SkMLP
     (X, y), (Xt, yt) = _standardised(data)
-    lr = seed_learning_rate(batch)
+    lr = blog_learning_rate(batch)
     # scikit-learn averages the loss over the batch where fastmlp sums it:
     # the same step needs lr * batch, and its alpha/(2 batch) penalty is l2/2
     clf = SkMLP(hidden_layer_sizes=(70, 30), activation="logistic", solver="sgd",
                 batch_size=batch, learning_rate_init=lr * batch, momentum=0.0,
                 alpha=l2, max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1,
                 shuffle=True, random_state=seed)
-    t = time.perf_counter()
     with warnings.catch_warnings(), threadpool_limits(threads):
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)
-    elapsed = time.perf_counter() - t
+        elapsed = timed_fit(clf, X, y)
     return elapsed, float(clf.score(Xt, yt))
 
 
 def run_cnn(data, batch, epochs, threads, seed):
+    """The blog series' CNN (:func:`keras_models.blog_cnn`) on x/255 images;
+    returns (fit seconds, test accuracy)."""
     tf = _tf(threads)
-    from fastmlp.keras_models import mnist_for_keras, seed_cnn
+    from .keras_models import blog_cnn, mnist_for_keras
     (X, y), (Xt, yt) = data
     Xk, Yk = mnist_for_keras(X, y, images=True)
     Xtk, Ytk = mnist_for_keras(Xt, yt, images=True)
     tf.keras.utils.set_random_seed(seed)
-    model = seed_cnn()
-    t = time.perf_counter()
-    model.fit(Xk, Yk, epochs=epochs, batch_size=batch, shuffle=True, verbose=0)
-    elapsed = time.perf_counter() - t
+    model = blog_cnn()
+    elapsed = timed_fit(model, Xk, Yk, epochs=epochs, batch_size=batch, shuffle=True,
+                        verbose=0)
     _, acc = model.evaluate(Xtk, Ytk, batch_size=1000, verbose=0)
     return elapsed, float(acc)
 
@@ -248,23 +265,6 @@ RUNNERS = {"fastmlp": run_fastmlp, "numpy": run_numpy, "keras": run_keras,
 
 
 # ---------------------------------------------------------------- helpers
-def machine():
-    """CPU, cores, BLAS and library versions, for the JSON record."""
-    cpu = fastmlp._cpu_name()
-    versions = {"python": platform.python_version(), "numpy": np.__version__,
-                "fastmlp": fastmlp.__version__}
-    for mod in ("scipy", "sklearn", "tensorflow", "keras", "torch"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:
-            pass
-    blas = [{k: i.get(k) for k in ("internal_api", "version", "num_threads",
-                                     "architecture", "filepath")}
-            for i in threadpool_info()]
-    return dict(cpu=cpu, cores=os.cpu_count(), platform=platform.platform(), blas=blas,
-                versions=versions, build=fastmlp.build_info())
-
-
 def phase_breakdown(data, batch, epochs, threads):
     """Per-phase seconds of a fastmlp compiled fit with test accuracy every epoch."""
     (X, y), (Xt, yt) = data
@@ -274,13 +274,12 @@ def phase_breakdown(data, batch, epochs, threads):
 
 
 def plot(results, batch_sizes, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"(no plot: matplotlib not installed; pip install 'fastmlp[plot]')")
+    """Write a PNG of each row's training time against batch size to ``path``
+    (a printed note instead when matplotlib is missing)."""
+    plt = pyplot_or_none()
+    if plt is None:
         return
+    from matplotlib.ticker import FormatStrFormatter
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key in ROWS:
         pts = [(r["batch_size"], r["seconds"]) for r in results
@@ -290,7 +289,6 @@ def plot(results, batch_sizes, path):
             ax.plot(xs, ys, marker="o", label=LABELS[key])
     ax.set_xscale("log")
     ax.set_yscale("log")
-    from matplotlib.ticker import FormatStrFormatter
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(FormatStrFormatter("%g"))
         axis.set_minor_formatter(FormatStrFormatter("%g"))
@@ -299,13 +297,13 @@ def plot(results, batch_sizes, path):
     ax.set_title("MNIST 784-70-30-10, same epochs and threads for every row")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"plot written to {path}")
+    save_figure(fig, path, dpi=120)
 
 
 # ------------------------------------------------------------------ main
 def main(argv=None):
+    """``fastmlp bench``: run the rows, print the table, optionally write JSON
+    and a plot.  Returns the exit status (0)."""
     p = argparse.ArgumentParser(prog="fastmlp bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-sizes", default="500,20000",
                    help="comma-separated batch sizes (default 500,20000)")
@@ -315,7 +313,7 @@ def main(argv=None):
                    help="threads for every row (default: all cores)")
     p.add_argument("--rows", default=",".join(ROWS),
                    help=f"rows to run (default: all of {','.join(ROWS)})")
-    p.add_argument("--cnn", action="store_true", help="also train the seeds' CNN (slow)")
+    p.add_argument("--cnn", action="store_true", help="also train the blog series' CNN (slow)")
     p.add_argument("--cnn-epochs", type=int, default=5)
     p.add_argument("--cnn-batch", type=int, default=128)
     p.add_argument("--json", help="write every figure and the machine to this file")
@@ -337,12 +335,10 @@ def main(argv=None):
         for key in rows:
             if key in skipped:
                 continue
-            best = None
             try:
-                for r in range(args.repeats):
-                    sec, acc = RUNNERS[key](data, B, args.epochs, args.threads, r)
-                    if best is None or sec < best[0]:
-                        best = (sec, acc)
+                # repeat r runs with random seed r
+                best = best_of(args.repeats, functools.partial(
+                    RUNNERS[key], data, B, args.epochs, args.threads))
             except Skip as why:
                 skipped[key] = str(why)
                 print(f"  {LABELS[key]:18s} skipped: {why}")
@@ -359,7 +355,6 @@ def main(argv=None):
     for B in batch_sizes:
         ours = next((r for r in results if r["row"] == "fastmlp" and r["batch_size"] == B), None)
         for r in (r for r in results if r["batch_size"] == B):
-            ratio = ours["seconds"] / r["seconds"] if ours else float("nan")
             r["fastmlp_speedup"] = r["seconds"] / ours["seconds"] if ours else None
             speed = f"{r['fastmlp_speedup']:.2f}x" if ours else "-"
             print(f"{B:6d}  {r['label']:18s} {r['seconds']:8.2f} {r['s_per_epoch']:8.3f} "
@@ -392,7 +387,7 @@ def main(argv=None):
             ours = next((r for r in results if r["row"] == "fastmlp"), None)
             cnn = dict(seconds=sec, test_acc=acc, epochs=args.cnn_epochs,
                        batch_size=args.cnn_batch, params=96_844)
-            print(f"\nCNN vs MLP: the seeds' CNN, {args.cnn_epochs} epochs at batch "
+            print(f"\nCNN vs MLP: the blog series' CNN, {args.cnn_epochs} epochs at batch "
                   f"{args.cnn_batch}: {sec:.1f} s, test accuracy {acc:.4f}")
             if ours:
                 print(f"            fastmlp MLP, {args.epochs} epochs at batch "
