@@ -318,10 +318,10 @@ class BaseMLP(BaseEstimator):
         Y, y_eval = self._targets(y)
         val = self._validation(validation_data)
         state, n = self._state, src.shape[0]
-        rates = lr_schedule(self.learning_rate, p["lr_decay"], epochs, state.epochs)
+        rates = lr_schedule(p["learning_rate"], p["lr_decay"], epochs, state.epochs)
         cls = self._backend_class()
         threads, blas = cls.thread_plan(p["n_threads"])
-        plan = BatchPlan(n, p["batch_size"], self.shuffle, self._rng)
+        plan = BatchPlan(n, p["batch_size"], p["shuffle"], self._rng)
         config = backends.BackendConfig(
             activation=p["activation"], output=p["output"], optimizer=p["optimizer"],
             l2=p["l2"], l1=p["l1"], momentum=p["momentum"], batch_size=plan.batch,

@@ -61,12 +61,17 @@ def machine():
     from threadpoolctl import threadpool_info
 
     from ._version import __version__
+    from importlib.metadata import PackageNotFoundError, version
+
     versions = {"python": platform.python_version(), "numpy": np.__version__,
                 "fastmlp": __version__}
-    for mod in ("scipy", "sklearn", "tensorflow", "keras", "torch"):
+    # the installed versions, read without importing (TensorFlow takes seconds)
+    for key, dist in (("scipy", "scipy"), ("sklearn", "scikit-learn"),
+                      ("tensorflow", "tensorflow"), ("tensorflow", "tensorflow-cpu"),
+                      ("keras", "keras"), ("torch", "torch")):
         try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:
+            versions.setdefault(key, version(dist))
+        except PackageNotFoundError:
             pass
     blas = [{k: i.get(k) for k in ("internal_api", "version", "num_threads",
                                      "architecture", "filepath")}
