@@ -112,7 +112,8 @@ def test_compiled_backend_rejects_inconsistent_construction():
     with pytest.raises(ValueError, match="Y: expected shape"):
         CompiledBackend(X, Y[:, :2], state, config)
     with pytest.raises(ValueError, match=r"velocities\[1\]"):
-        CompiledBackend(X, Y, NetworkState((6, 4, 3), weights, state1=[V[0], V[1][:, :2].copy()]), config)
+        bad = NetworkState((6, 4, 3), weights, state1=[V[0], V[1][:, :2].copy()])
+        CompiledBackend(X, Y, bad, config)
     with pytest.raises(ValueError, match="batch_size"):
         CompiledBackend(X, Y, state, BackendConfig(batch_size=0))
     with pytest.raises(ValueError, match="l2 must be"):
@@ -221,6 +222,8 @@ def test_compiled_backend_rejects_unsupported_inputs():
     with pytest.raises(ValueError, match="C-contiguous"):
         CompiledBackend(np.asfortranarray(X), Y, state, config)
     with pytest.raises(ValueError, match="input_scaling"):
-        CompiledBackend(X, Y, state, BackendConfig(batch_size=5, input_scaling=(np.zeros(5), np.ones(5))))
+        CompiledBackend(X, Y, state,
+                        BackendConfig(batch_size=5, input_scaling=(np.zeros(5), np.ones(5))))
     with pytest.raises(ValueError, match="non-zero"):
-        CompiledBackend(X, Y, state, BackendConfig(batch_size=5, input_scaling=(np.zeros(6), np.zeros(6))))
+        CompiledBackend(X, Y, state,
+                        BackendConfig(batch_size=5, input_scaling=(np.zeros(6), np.zeros(6))))
