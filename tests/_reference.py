@@ -1,4 +1,4 @@
-"""An independent float64 statement of the seeds' maths, for the tests.
+"""An independent float64 statement of the blog series' maths, for the tests.
 
 Written as directly as possible (no buffers, no slicing tricks) so that the
 backends' optimised forms are checked against the plain definitions.
@@ -69,7 +69,7 @@ def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6, activation="sigmoid",
 
 
 def random_problem(layers, batch, seed, dtype=np.float32):
-    """Weights in the seeds' init range, standardised-looking X, one-hot Y."""
+    """Weights in the blog series' init range, standardised-looking X, one-hot Y."""
     rng = np.random.default_rng(seed)
     weights = []
     for n_in, n_out in zip(layers[:-1], layers[1:]):

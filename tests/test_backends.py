@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from fastmlp import MLPClassifier
-from fastmlp import _kernels as ck
-from fastmlp import _numpy_backend as nb
+from fastmlp import MLPClassifier, NetworkState
+from fastmlp.backends import BACKENDS, BackendConfig, backend_class
 from fastmlp.datasets import load_digits
 
 from _reference import assert_same_training_state, random_problem
+
+CompiledBackend = backend_class("compiled")
+
 
 @pytest.fixture(autouse=True)
 def _both_gemm_paths(gemm_path):
@@ -20,18 +22,19 @@ def _both_gemm_paths(gemm_path):
     return gemm_path
 
 
-
-def make_pair(layers, n, B, l2, l1, mom, seed, n_threads, chunk_rows=256,
-              activation="sigmoid", output="sigmoid"):
+def make_backends(layers, n, B, l2, l1, mom, seed, n_threads, chunk_rows=256,
+                  activation="sigmoid", output="sigmoid", names=BACKENDS):
+    """One backend of each name on the same random problem and the same
+    configuration, each on its own copy of the weights and a zero velocity:
+    ``{name: (backend, weights, velocities)}``."""
     weights, X, Y = random_problem(layers, batch=n, seed=seed)
-    pair = []
-    for mod, T in ((nb, None), (ck, n_threads)):
-        Ws = [W.copy() for W in weights]
-        Vs = [np.zeros_like(W) for W in weights]
-        extra = {"chunk_rows": chunk_rows} if mod is ck else {}
-        pair.append((mod.Backend(X, Y, Ws, Vs, B, l2, l1, mom, T, activation=activation,
-                                 output=output, **extra), Ws, Vs))
-    return pair
+    config = BackendConfig(activation=activation, output=output, l2=l2, l1=l1, momentum=mom,
+                           batch_size=B, n_threads=n_threads, chunk_rows=chunk_rows)
+    runs = {}
+    for name in names:
+        state = NetworkState(layers, [W.copy() for W in weights])
+        runs[name] = (backend_class(name)(X, Y, state, config), state.weights, state.state1)
+    return runs
 
 
 @pytest.mark.parametrize("layers", [(30, 20, 5), (40, 30, 20, 15, 10, 4)],
@@ -44,8 +47,8 @@ def test_one_epoch_same_weights(layers, l2, l1, n_threads, chunk_rows):
     short (1000 = 7 x 137 + 41): the two backends end with the same weights,
     whether a slice goes through the network in one chunk or in several."""
     n, B = 1000, 137
-    (nbk, Wn, Vn), (cbk, Wc, Vc) = make_pair(layers, n, B, l2, l1, 0.3, 7, n_threads,
-                                             chunk_rows)
+    runs = make_backends(layers, n, B, l2, l1, 0.3, 7, n_threads, chunk_rows)
+    (nbk, Wn, Vn), (cbk, Wc, Vc) = runs["numpy"], runs["compiled"]
     order = np.random.default_rng(3).permutation(n)
     with threadpool_limits(1, user_api="blas"):
         for s in range(0, n, B):
@@ -63,8 +66,9 @@ def test_one_epoch_same_weights(layers, l2, l1, n_threads, chunk_rows):
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_one_epoch_same_weights_other_activations(activation, output, n_threads):
     n, B = 600, 97
-    (nbk, Wn, _), (cbk, Wc, _) = make_pair((30, 20, 15, 5), n, B, 0.01, 0.001, 0.3, 5,
-                                           n_threads, 32, activation, output)
+    runs = make_backends((30, 20, 15, 5), n, B, 0.01, 0.001, 0.3, 5, n_threads, 32,
+                         activation, output)
+    (nbk, Wn, _), (cbk, Wc, _) = runs["numpy"], runs["compiled"]
     order = np.random.default_rng(4).permutation(n)
     with threadpool_limits(1, user_api="blas"):
         for s in range(0, n, B):
@@ -77,7 +81,8 @@ def test_one_epoch_same_weights_other_activations(activation, output, n_threads)
 
 def test_single_slice_step_equals_numpy_closely():
     """One thread, one batch: every weight within a few float32 ulps."""
-    (nbk, Wn, _), (cbk, Wc, _) = make_pair((50, 20, 10), 300, 300, 0.01, 0.0, 0.0, 1, 1)
+    runs = make_backends((50, 20, 10), 300, 300, 0.01, 0.0, 0.0, 1, 1)
+    (nbk, Wn, _), (cbk, Wc, _) = runs["numpy"], runs["compiled"]
     idx = np.arange(300)
     with threadpool_limits(1, user_api="blas"):
         nbk.train_batch(idx, 0.05)
@@ -87,7 +92,8 @@ def test_single_slice_step_equals_numpy_closely():
 
 
 def test_train_batch_rejects_bad_indices_and_sizes():
-    (_, _, _), (cbk, _, _) = make_pair((6, 4, 3), 50, 10, 0.0, 0.0, 0.0, 2, 2)
+    cbk = make_backends((6, 4, 3), 50, 10, 0.0, 0.0, 0.0, 2, 2, names=["compiled"])[
+        "compiled"][0]
     with pytest.raises(ValueError, match="out of range"):
         cbk.train_batch(np.array([0, 50], np.intp), 0.1)
     with pytest.raises(ValueError, match="expected 1..10"):
@@ -101,23 +107,26 @@ def test_train_batch_rejects_bad_indices_and_sizes():
 def test_compiled_backend_rejects_inconsistent_construction():
     weights, X, Y = random_problem((6, 4, 3), batch=20, seed=0)
     V = [np.zeros_like(W) for W in weights]
+    state = NetworkState((6, 4, 3), weights, state1=V)
+    config = BackendConfig(batch_size=5)
     with pytest.raises(ValueError, match="Y: expected shape"):
-        ck.Backend(X, Y[:, :2], weights, V, 5, 0, 0, 0)
+        CompiledBackend(X, Y[:, :2], state, config)
     with pytest.raises(ValueError, match=r"velocities\[1\]"):
-        ck.Backend(X, Y, weights, [V[0], V[1][:, :2].copy()], 5, 0, 0, 0)
+        bad = NetworkState((6, 4, 3), weights, state1=[V[0], V[1][:, :2].copy()])
+        CompiledBackend(X, Y, bad, config)
     with pytest.raises(ValueError, match="batch_size"):
-        ck.Backend(X, Y, weights, V, 0, 0, 0, 0)
+        CompiledBackend(X, Y, state, BackendConfig(batch_size=0))
     with pytest.raises(ValueError, match="l2 must be"):
-        ck.Backend(X, Y, weights, V, 5, -0.1, 0, 0)
+        CompiledBackend(X, Y, state, BackendConfig(batch_size=5, l2=-0.1))
     with pytest.raises(ValueError, match="chunk_rows"):
-        ck.Backend(X, Y, weights, V, 5, 0, 0, 0, 1, 0)
+        CompiledBackend(X, Y, state, BackendConfig(batch_size=5, n_threads=1, chunk_rows=0))
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_compiled_epoch_allocates_nothing(n_threads):
     """tracemalloc over a whole epoch: flat (only the Python floats returned)."""
-    (_, _, _), (cbk, _, _) = make_pair((784, 70, 30, 10), 6000, 500, 0.01, 0.001, 5e-5, 0,
-                                       n_threads)
+    cbk = make_backends((784, 70, 30, 10), 6000, 500, 0.01, 0.001, 5e-5, 0, n_threads,
+                        names=["compiled"])["compiled"][0]
     order = np.random.default_rng(0).permutation(6000)
     with threadpool_limits(1, user_api="blas"):
         cbk.train_batch(order[:500], 1e-3)
@@ -129,7 +138,6 @@ def test_compiled_epoch_allocates_nothing(n_threads):
     assert peak < 4_000, peak
 
 
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 def test_fit_is_deterministic_for_seed_and_threads(backend):
     (X, y), _ = load_digits()
     fits = [MLPClassifier((30,), epochs=3, batch_size=100, learning_rate=0.05,
@@ -191,27 +199,31 @@ def test_compiled_backend_scales_rows_as_it_gathers(dtype):
     weights, _, Y = random_problem((30, 12, 5), batch=400, seed=3)
     mean = X.astype(np.float32).mean(axis=0)
     scale = X.astype(np.float32).std(axis=0) + 1
-    runs = []
-    for mod in (nb, ck):
-        Ws = [W.copy() for W in weights]
-        Vs = [np.zeros_like(W) for W in weights]
-        be = mod.Backend(X, Y, Ws, Vs, 64, 0.01, 0.0, 0.1, 1, input_scaling=(mean, scale))
+    config = BackendConfig(l2=0.01, momentum=0.1, batch_size=64, n_threads=1,
+                           input_scaling=(mean, scale))
+    runs = {}
+    for name in BACKENDS:
+        state = NetworkState((30, 12, 5), [W.copy() for W in weights])
+        be = backend_class(name)(X, Y, state, config)
         costs = [be.train_batch(np.arange(s, min(400, s + 64)), 0.01)[0]
                  for s in range(0, 400, 64)]
-        runs.append((Ws, costs))
-    np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-5)
-    for a, b in zip(runs[0][0], runs[1][0]):
+        runs[name] = (state.weights, costs)
+    np.testing.assert_allclose(runs["compiled"][1], runs["numpy"][1], rtol=1e-5)
+    for a, b in zip(runs["numpy"][0], runs["compiled"][0]):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
 def test_compiled_backend_rejects_unsupported_inputs():
     weights, X, Y = random_problem((6, 4, 3), batch=20, seed=0)
-    V = [np.zeros_like(W) for W in weights]
+    state = NetworkState((6, 4, 3), weights)
+    config = BackendConfig(batch_size=5)
     with pytest.raises(ValueError, match="uint8, float32 or float64"):
-        ck.Backend(X.astype(np.int64), Y, weights, V, 5, 0, 0, 0)
+        CompiledBackend(X.astype(np.int64), Y, state, config)
     with pytest.raises(ValueError, match="C-contiguous"):
-        ck.Backend(np.asfortranarray(X), Y, weights, V, 5, 0, 0, 0)
+        CompiledBackend(np.asfortranarray(X), Y, state, config)
     with pytest.raises(ValueError, match="input_scaling"):
-        ck.Backend(X, Y, weights, V, 5, 0, 0, 0, input_scaling=(np.zeros(5), np.ones(5)))
+        CompiledBackend(X, Y, state,
+                        BackendConfig(batch_size=5, input_scaling=(np.zeros(5), np.ones(5))))
     with pytest.raises(ValueError, match="non-zero"):
-        ck.Backend(X, Y, weights, V, 5, 0, 0, 0, input_scaling=(np.zeros(6), np.zeros(6)))
+        CompiledBackend(X, Y, state,
+                        BackendConfig(batch_size=5, input_scaling=(np.zeros(6), np.zeros(6))))

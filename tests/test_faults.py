@@ -32,7 +32,6 @@ def digits_data():
     return X, y
 
 
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 @pytest.mark.parametrize("activation,optimizer", [("sigmoid", "sgd"), ("relu", "sgd"),
                                                   ("relu", "adam")])
 def test_divergence_raises_and_keeps_the_last_finite_weights(digits_data, backend,
@@ -66,7 +65,6 @@ def test_divergence_warn_returns_a_usable_model(digits_data):
         MLPClassifier(divergence="ignore").fit(X, y)
 
 
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 def test_interrupt_keeps_the_last_completed_batch_and_can_continue(digits_data, backend):
     X, y = digits_data
     m = MLPClassifier((30,), batch_size=100, epochs=5, backend=backend, random_state=1)
@@ -89,7 +87,7 @@ def test_interrupt_inside_a_numpy_step_rewinds_the_half_applied_update(digits_da
     """The NumPy step updates layer by layer with the GIL held, so an
     interrupt can land between two layers' updates; the model must still end
     with the weights of the last completed batch, not a mix."""
-    from fastmlp import _numpy_backend as nb
+    from fastmlp.backends import _numpy as nb
     X, y = digits_data
     m = MLPClassifier((30, 20), batch_size=100, epochs=3, backend="numpy", random_state=2)
     rec = Recorder(m)
@@ -138,7 +136,6 @@ def test_real_sigint_during_a_compiled_fit(digits_data):
 
 
 # ----------------------------------------------------------- concurrency
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 def test_predictions_in_threads_beside_a_fit_of_another_model(digits_data, backend):
     """Four threads predict with a fitted model while a fifth fits another:
     every prediction equals the one made alone, and the fit equals a solo fit."""

@@ -1,20 +1,29 @@
-"""The NumPy backend's gradients against finite differences of the plain maths."""
+"""The backends' gradients against finite differences of the plain maths.
+
+The gradients are those of a real training step (fastmlp.backends.loss_and_gradients:
+one step of sgd at rate 1 without momentum).  The float64 checks run on the
+NumPy backend, which computes in float64 when given float64 data; each
+backend's float32 step is checked against float64 finite differences.
+"""
 
 import numpy as np
 import pytest
 
-from fastmlp import _numpy_backend as nb
-from fastmlp._mlp import batch_loss_and_gradients
+from fastmlp import backends
+from fastmlp.backends import BackendConfig, loss_and_gradients
 
 from _reference import loss, numeric_gradient, random_problem
 
+nb = backends.module("numpy")
 
-def backend_gradients(weights, X, Y, l2, l1, dtype, activation="sigmoid", output="sigmoid"):
-    """The NumPy kernels' (cost, gradients) for one batch, in ``dtype``."""
+
+def backend_gradients(weights, X, Y, l2, l1, dtype, activation="sigmoid", output="sigmoid",
+                      backend="numpy"):
+    """(cost, gradients) of one batch by one training step of ``backend``, in ``dtype``."""
     Ws = [np.array(W, dtype) for W in weights]
-    cost, _, grads = batch_loss_and_gradients(nb, Ws, np.asarray(X, dtype),
-                                              np.asarray(Y, dtype), l2, l1, activation,
-                                              output)
+    config = BackendConfig(activation=activation, output=output, l2=l2, l1=l1)
+    cost, _, grads = loss_and_gradients(backend, Ws, np.asarray(X, dtype),
+                                        np.asarray(Y, dtype), config)
     return cost, grads
 
 
@@ -25,6 +34,7 @@ def test_gradients_equal_finite_differences_float64(layers, l2, l1):
     numeric = numeric_gradient(weights, X, Y, l2, l1)
     _, analytic = backend_gradients(weights, X, Y, l2, l1, np.float64)
     for l, (g_a, g_n) in enumerate(zip(analytic, numeric)):
+        assert g_a.dtype == np.float64           # the step really ran in float64
         np.testing.assert_allclose(g_a, g_n, rtol=1e-6, atol=1e-7,
                                    err_msg=f"weight matrix {l}")
 
@@ -45,19 +55,42 @@ def test_gradients_of_every_combination_equal_finite_differences(layers, activat
                                    err_msg=f"{activation}, weight matrix {l}")
 
 
-def test_gradients_float32_close_to_float64_finite_differences():
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("layers", [(5, 4, 3), (6, 5, 4, 3)])
+def test_float32_gradients_of_every_combination_close_to_finite_differences(
+        backend, layers, activation, output):
+    """Each backend's float32 training step (the compiled one cuts the batch
+    into row slices and sums their partial gradients) against float64 finite
+    differences, at the float32 tolerances below."""
+    weights, X, Y = random_problem(layers, batch=7, seed=len(layers) + 10)
+    numeric = numeric_gradient(weights, X, Y, 0.3, 0.2, activation=activation,
+                               output=output)
+    cost, analytic = backend_gradients(weights, X, Y, 0.3, 0.2, np.float32, activation,
+                                       output, backend)
+    assert cost == pytest.approx(loss(weights, X, Y, activation=activation,
+                                      output=output)[0], rel=1e-5)
+    for l, (g_a, g_n) in enumerate(zip(analytic, numeric)):
+        assert g_a.dtype == np.float32
+        np.testing.assert_allclose(g_a, g_n, rtol=2e-4, atol=2e-5,
+                                   err_msg=f"{activation}, weight matrix {l}")
+
+
+def test_gradients_float32_close_to_float64_finite_differences(backend):
     weights, X, Y = random_problem((8, 6, 5, 4), batch=9, seed=3)
     numeric = numeric_gradient(weights, X, Y, 0.1, 0.05)
-    _, analytic = backend_gradients(weights, X, Y, 0.1, 0.05, np.float32)
+    _, analytic = backend_gradients(weights, X, Y, 0.1, 0.05, np.float32, backend=backend)
     for l, (g_a, g_n) in enumerate(zip(analytic, numeric)):
         np.testing.assert_allclose(g_a, g_n, rtol=2e-4, atol=2e-5,
                                    err_msg=f"weight matrix {l}")
 
 
-def test_bias_column_is_not_regularised():
+def test_bias_column_is_not_regularised(backend):
+    """The NumPy backend in float64, the compiled one in its float32."""
+    dtype = np.float64 if backend == "numpy" else np.float32
     weights, X, Y = random_problem((5, 4, 3), batch=6, seed=11)
-    _, plain = backend_gradients(weights, X, Y, 0.0, 0.0, np.float64)
-    _, reg = backend_gradients(weights, X, Y, 5.0, 2.0, np.float64)
+    _, plain = backend_gradients(weights, X, Y, 0.0, 0.0, dtype, backend=backend)
+    _, reg = backend_gradients(weights, X, Y, 5.0, 2.0, dtype, backend=backend)
     for g0, g1, W in zip(plain, reg, weights):
         np.testing.assert_allclose(g1[:, 0], g0[:, 0], rtol=1e-12)
         w = np.asarray(W, np.float64)[:, 1:]
@@ -65,23 +98,39 @@ def test_bias_column_is_not_regularised():
                                    rtol=1e-6, atol=1e-6)
 
 
-def test_batch_cost_is_summed_logloss():
+def test_batch_cost_is_summed_logloss(backend):
     weights, X, Y = random_problem((5, 4, 3), batch=6, seed=2)
-    cost, _ = backend_gradients(weights, X, Y, 0.0, 0.0, np.float64)
     data, _ = loss(weights, X, Y)
-    assert cost == pytest.approx(data, rel=1e-12)
-    cost32, _ = backend_gradients(weights, X, Y, 0.0, 0.0, np.float32)
+    if backend == "numpy":                       # the only backend that runs float64
+        cost, _ = backend_gradients(weights, X, Y, 0.0, 0.0, np.float64)
+        assert cost == pytest.approx(data, rel=1e-12)
+    cost32, _ = backend_gradients(weights, X, Y, 0.0, 0.0, np.float32, backend=backend)
     assert cost32 == pytest.approx(data, rel=1e-5)
 
 
-def test_regularization_cost_excludes_bias():
+def test_loss_and_gradients_reports_the_regularisation_and_keeps_the_weights(backend):
+    """The regularisation cost is the reference's, at the weights before the
+    step, and the step runs on copies: the caller's weights do not change."""
+    weights, X, Y = random_problem((5, 4, 3), batch=6, seed=7)
+    before = [W.copy() for W in weights]
+    config = BackendConfig(l2=0.3, l1=0.2)
+    cost, reg, _ = loss_and_gradients(backend, weights, X, Y, config)
+    data, want_reg = loss(weights, X, Y, 0.3, 0.2)
+    assert cost == pytest.approx(data, rel=1e-5)
+    assert reg == pytest.approx(want_reg, rel=1e-6)
+    for W, W0 in zip(weights, before):
+        np.testing.assert_array_equal(W, W0)
+
+
+def test_regularization_cost_excludes_bias(backend):
+    mod = backends.module(backend)
     W = np.array([[100.0, 1.0, -2.0], [-100.0, 3.0, 0.5]], np.float32)
-    assert nb.regularization_cost(W, 0.1, 0.0) == pytest.approx(0.05 * (1 + 4 + 9 + 0.25))
-    assert nb.regularization_cost(W, 0.0, 0.2) == pytest.approx(0.2 * (1 + 2 + 3 + 0.5))
-    assert nb.regularization_cost(W, 0.0, 0.0) == 0.0
+    assert mod.regularization_cost(W, 0.1, 0.0) == pytest.approx(0.05 * (1 + 4 + 9 + 0.25))
+    assert mod.regularization_cost(W, 0.0, 0.2) == pytest.approx(0.2 * (1 + 2 + 3 + 0.5))
+    assert mod.regularization_cost(W, 0.0, 0.0) == 0.0
 
 
-def test_momentum_update_follows_the_seed_rule():
+def test_momentum_update_follows_the_blog_series_rule():
     """W <- W - (lr G + mom dW_prev) and dW_prev <- lr G, including the bias."""
     weights, X, Y = random_problem((4, 3), batch=5, seed=5, dtype=np.float64)
     W = weights[0]

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from fastmlp import _kernels as ck
-from fastmlp import _numpy_backend as nb
+from fastmlp import backends
+
+ck = backends.module("compiled")     # the kernels under test
+nb = backends.module("numpy")        # their NumPy twins, the reference
 
 RTOL = 1e-5
 
@@ -243,17 +245,17 @@ def test_gradient_update_matches_numpy(B, n_in, n_out, l2, l1, mom, order):
     W = rand((n_out, 1 + n_in), -0.5, 0.5)
     W[0, 1] = 0.0                                  # sign(0) = 0 for the L1 term
     prev = rand((n_out, 1 + n_in), -0.01, 0.01)
-    outs = []
-    for mod in (nb, ck):
+    outs = {}
+    for name in backends.BACKENDS:
         Wc, pc = W.copy(), prev.copy()
         Gw, gb = np.empty((n_out, n_in), np.float32), np.empty(n_out, np.float32)
-        mod.gradient_update(delta, A_prev, Wc, pc, 0.01, l2, l1, mom, Gw, gb,
-                            np.empty_like(Gw))
-        outs.append((Wc, pc, Gw, gb))
+        backends.module(name).gradient_update(delta, A_prev, Wc, pc, 0.01, l2, l1, mom, Gw,
+                                              gb, np.empty_like(Gw))
+        outs[name] = (Wc, pc, Gw, gb)
     # the gradient sums B products; summed in another order its error scales
     # with sqrt(B) times the terms, so entries that cancel to ~0 need an atol
     atol = 1e-7 * max(1.0, np.sqrt(B))
-    for (a, b, name) in zip(outs[0], outs[1], ("W", "dW_prev", "Gw", "gb")):
+    for (a, b, name) in zip(outs["numpy"], outs["compiled"], ("W", "dW_prev", "Gw", "gb")):
         np.testing.assert_allclose(b, a, rtol=RTOL, atol=atol, err_msg=name)
 
 
@@ -277,7 +279,7 @@ def test_gradient_update_rejects_bad_operands():
         ck.gradient_update(d, rand((6, 4)), W, P, 0.1, 0, 0, 0, Gw, gb)
 
 
-# ------------------------------------------------------------- gather, predict
+# ------------------------------------------------- gather, network outputs
 def test_gather_rows_copies_the_indexed_rows():
     X = rand((50, 7))
     idx = np.array([49, 0, 3, 3, 17], np.intp)
@@ -292,24 +294,24 @@ def test_gather_rows_copies_the_indexed_rows():
 
 @pytest.mark.parametrize("layers", [(13, 5, 3), (64, 20, 12, 10), (9, 8, 7, 6, 5, 4)])
 @pytest.mark.parametrize("n_threads,block", [(1, 1000), (2, 17), (2, 1)])
-def test_predict_proba_matches_numpy(layers, n_threads, block):
+def test_network_outputs_matches_numpy(layers, n_threads, block):
     X = rand((203, layers[0]))
     Ws = [rand((o, 1 + i), -0.5, 0.5) for i, o in zip(layers[:-1], layers[1:])]
     want = np.empty((203, layers[-1]), np.float32)
-    nb.predict_proba(X, Ws, want)
+    nb.network_outputs(X, Ws, want)
     got = np.full_like(want, np.nan)
-    ck.predict_proba(X, Ws, got, block_rows=block, n_threads=n_threads)
+    ck.network_outputs(X, Ws, got, block_rows=block, n_threads=n_threads)
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)
 
 
-def test_predict_proba_rejects_inconsistent_weights():
+def test_network_outputs_rejects_inconsistent_weights():
     X = rand((5, 4))
     with pytest.raises(ValueError, match=r"weights\[1\]: expected shape"):
-        ck.predict_proba(X, [rand((3, 5)), rand((2, 3))], np.empty((5, 2), np.float32))
+        ck.network_outputs(X, [rand((3, 5)), rand((2, 3))], np.empty((5, 2), np.float32))
     with pytest.raises(ValueError, match=r"weights\[0\]: must be a 2-D float32"):
-        ck.predict_proba(X, [rand((3, 5)).astype(np.float64)], np.empty((5, 3), np.float32))
+        ck.network_outputs(X, [rand((3, 5)).astype(np.float64)], np.empty((5, 3), np.float32))
     with pytest.raises(ValueError, match=r"weights\[0\]: must be C-contiguous"):
-        ck.predict_proba(X, [np.asfortranarray(rand((3, 5)))], np.empty((5, 3), np.float32))
+        ck.network_outputs(X, [np.asfortranarray(rand((3, 5)))], np.empty((5, 3), np.float32))
 
 
 def test_column_mean_var_matches_numpy_float64():
@@ -344,4 +346,4 @@ def test_operands_starting_inside_a_float_are_refused():
         ck.gradient_update(d, A, rand((4, 4)), np.zeros((4, 4), np.float32),
                            0.1, 0, 0, 0, np.empty((4, 3), np.float32), misaligned((4,)))
     with pytest.raises(ValueError, match="X: data not aligned"):
-        ck.predict_proba(misaligned((5, 3)), [W], out)
+        ck.network_outputs(misaligned((5, 3)), [W], out)

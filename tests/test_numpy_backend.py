@@ -4,15 +4,18 @@ import tracemalloc
 
 import numpy as np
 
-from fastmlp import _numpy_backend as nb
+from fastmlp import NetworkState
+from fastmlp.backends import BackendConfig
+from fastmlp.backends import _numpy as nb
 
 from _reference import random_problem
 
 
 def peak_bytes_of_batches(B, l1):
     weights, X, Y = random_problem((784, 70, 30, 10), batch=4 * B, seed=0)
-    vel = [np.zeros_like(W) for W in weights]
-    be = nb.NumpyBackend(X, Y, weights, vel, B, 0.01, l1, 5e-5)
+    state = NetworkState((784, 70, 30, 10), weights)
+    be = nb.NumpyBackend(X, Y, state, BackendConfig(l2=0.01, l1=l1, momentum=5e-5,
+                                                    batch_size=B))
     order = np.random.default_rng(0).permutation(4 * B)
     be.train_batch(order[:B], 1e-3)                 # warm up
     tracemalloc.start()
@@ -35,10 +38,10 @@ def test_training_batches_allocate_nothing_proportional_to_the_batch():
         assert large - small < 12_000, (small, large)
 
 
-def test_predict_proba_blocks_cover_all_rows():
+def test_network_outputs_blocks_cover_all_rows():
     weights, X, _ = random_problem((6, 5, 3), batch=1001, seed=1)
     out = np.empty((1001, 3), np.float32)
-    nb.predict_proba(X, weights, out, block_rows=100)
+    nb.network_outputs(X, weights, out, block_rows=100)
     full = np.empty_like(out)
-    nb.predict_proba(X, weights, full, block_rows=5000)
+    nb.network_outputs(X, weights, full, block_rows=5000)
     np.testing.assert_array_equal(out, full)

@@ -7,14 +7,14 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import fastmlp
-from fastmlp import MLPClassifier
-from fastmlp import _kernels as ck
-from fastmlp import _numpy_backend as nb
+from fastmlp import MLPClassifier, NetworkState, backends
+from fastmlp.backends import BACKENDS, BackendConfig
 from fastmlp._optim import Optimizer
 
 from _reference import random_problem
 
-MODS = {"numpy": nb, "compiled": ck}
+#: Every backend module by name, for the twin comparisons.
+MODS = {name: backends.module(name) for name in BACKENDS}
 
 
 @pytest.fixture(autouse=True)
@@ -76,10 +76,10 @@ def test_optimizer_step_twins_are_bit_identical_and_follow_the_formula(name, B, 
     np.testing.assert_allclose(out["compiled"][0], ref, rtol=1e-5, atol=1e-6)
 
 
-def test_adam_alpha_is_keras_float32_formula():
+def test_adam_alpha_is_keras_float32_formula(backend):
     """Bias correction of step t: a single weight with gradient g makes the
     first adam step alpha * g (1-b1) / (|g| sqrt(1-b2) + eps); checked for
-    t = 1 and 1000 against the float32 formula."""
+    t = 1 and 1000 against the float32 formula, on each backend's kernel."""
     for t in (1, 7, 1000):
         opt = Optimizer("adam")
         lr, _, _, omb1, omb2, alpha, eps = opt.constants(0.003, t)
@@ -89,9 +89,10 @@ def test_adam_alpha_is_keras_float32_formula():
         assert alpha == expect and alpha.dtype == np.float32
         delta, A = np.ones((1, 1), np.float32), np.ones((1, 1), np.float32)
         W = np.zeros((1, 2), np.float32)
-        ck.gradient_update(delta, A, W, np.zeros_like(W), 0.003, 0, 0, 0,
-                           np.empty((1, 1), np.float32), np.empty(1, np.float32),
-                           optimizer="adam", state2=np.zeros_like(W), step=t)
+        MODS[backend].gradient_update(delta, A, W, np.zeros_like(W), 0.003, 0, 0, 0,
+                                      np.empty((1, 1), np.float32), np.empty(1, np.float32),
+                                      np.empty((1, 1), np.float32), optimizer="adam",
+                                      state2=np.zeros_like(W), step=t)
         m, v = f(1) * omb1, f(1) * omb2
         assert W[0, 1] == -(m * alpha) / (np.sqrt(v) + eps)
 
@@ -111,18 +112,19 @@ def test_optimizer_kernels_agree_on_random_gradients(name, order, l2, l1):
     if order == "F":
         delta, A = np.asfortranarray(delta), np.asfortranarray(A)
     W0 = r.uniform(-0.5, 0.5, (n_out, 1 + n_in)).astype(np.float32)
-    outs = []
-    for mod in (nb, ck):
+    outs = {}
+    for key, mod in MODS.items():
         W, s1, s2 = W0.copy(), np.zeros_like(W0), np.zeros_like(W0)
         Gw, gb = np.empty((n_out, n_in), np.float32), np.empty(n_out, np.float32)
         for t in (1, 2, 3):
             mod.gradient_update(delta, A, W, s1, lr, l2, l1, 0.0, Gw, gb, np.empty_like(Gw),
                                 optimizer=name, state2=s2, step=t)
-        outs.append((W, s1, s2))
-    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-5, atol=lr / 100)
-    np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(outs[1][2], outs[0][2], rtol=1e-4, atol=1e-6)
-    assert not np.array_equal(outs[1][0], W0)
+        outs[key] = (W, s1, s2)
+    ref, got = outs["numpy"], outs["compiled"]
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-5, atol=lr / 100)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-4, atol=1e-6)
+    assert not np.array_equal(got[0], W0)
 
 
 def test_optimizer_kernels_reject_bad_arguments():
@@ -152,31 +154,32 @@ def test_optimizer_kernels_reject_bad_arguments():
 def test_backends_agree_over_an_epoch(name, n_threads):
     layers, n, B, lr = (30, 20, 12, 5), 600, 97, 0.002
     weights, X, Y = random_problem(layers, batch=n, seed=11)
-    runs = []
-    for mod, T in ((nb, None), (ck, n_threads)):
-        Ws = [W.copy() for W in weights]
-        S1 = [np.zeros_like(W) for W in weights]
-        S2 = [np.zeros_like(W) for W in weights]
-        be = mod.Backend(X, Y, Ws, S1, B, 0.01, 0.0, 0.0, T, optimizer=name, states2=S2,
-                         step=0)
+    config = BackendConfig(optimizer=Optimizer(name), l2=0.01, batch_size=B,
+                           n_threads=n_threads)
+    runs = {}
+    for key in BACKENDS:
+        # zero optimiser state: both moments for adam, the mean square for rmsprop
+        state = NetworkState(layers, [W.copy() for W in weights], name)
+        be = MODS[key].Backend(X, Y, state, config)
         order = np.random.default_rng(2).permutation(n)
         costs = []
         with threadpool_limits(1, user_api="blas"):
             for s in range(0, n, B):
                 costs.append(be.train_batch(order[s:s + B], lr)[0])
         assert be.step == -(-n // B)
-        runs.append((Ws, costs))
-    np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-4)
-    for l, (a, b) in enumerate(zip(runs[0][0], runs[1][0])):
+        runs[key] = (state.weights, costs)
+    np.testing.assert_allclose(runs["compiled"][1], runs["numpy"][1], rtol=1e-4)
+    for l, (a, b) in enumerate(zip(runs["numpy"][0], runs["compiled"][0])):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=lr / 50, err_msg=f"W[{l}]")
 
 
-def test_backend_needs_second_moments_for_adam():
+def test_backend_needs_second_moments_for_adam(backend):
     weights, X, Y = random_problem((5, 4, 3), batch=10, seed=1)
-    for mod in MODS.values():
-        with pytest.raises(ValueError, match="states2"):
-            mod.Backend(X, Y, [W.copy() for W in weights],
-                        [np.zeros_like(W) for W in weights], 5, 0, 0, 0, 1, optimizer="adam")
+    state = NetworkState((5, 4, 3), [W.copy() for W in weights])     # sgd: no state2
+    assert state.state2 is None
+    with pytest.raises(ValueError, match="states2"):
+        MODS[backend].Backend(X, Y, state, BackendConfig(optimizer=Optimizer("adam"),
+                                                         batch_size=5, n_threads=1))
 
 
 # ------------------------------------------------------------------ estimator
@@ -186,7 +189,6 @@ def digits():
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
-@pytest.mark.parametrize("backend", ["compiled", "numpy"])
 def test_estimator_learns_digits(digits, name, backend):
     (X, y), (Xt, yt) = digits
     m = MLPClassifier((30,), optimizer=name, epochs=20, batch_size=64, learning_rate=0.003,

@@ -2,9 +2,9 @@
 
 Three properties, each over sizes, memory layouts and settings drawn at random:
 
-1. every compiled kernel (``fastmlp._kernels``) computes what its NumPy twin
-   (``fastmlp._numpy_backend``) computes, for every operand layout the kernel
-   accepts; a layout the kernel documents (C, F, row- or column-strided
+1. every compiled kernel (``fastmlp.backends._compiled``) computes what its
+   NumPy twin (``fastmlp.backends._numpy``) computes, for every operand layout
+   the kernel accepts; a layout the kernel documents (C, F, row- or column-strided
    views, offset starts, read-only inputs) is never refused,
    any other is either computed correctly or refused with ValueError, and a
    wrong shape, dtype or number of dimensions always raises ValueError;
@@ -52,11 +52,14 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from fastmlp import MLPClassifier
-from fastmlp import _kernels as ck
-from fastmlp import _numpy_backend as nb
+from fastmlp import MLPClassifier, NetworkState, backends
+from fastmlp._scaling import scaled_copy
+from fastmlp.backends import BACKENDS, BackendConfig
 
 from _reference import assert_same_training_state
+
+ck = backends.module("compiled")     # the kernels under test
+nb = backends.module("numpy")        # their NumPy twins, the reference
 
 _EXPLORE = int(os.environ.get("FASTMLP_HYPOTHESIS_EXAMPLES", "0"))
 
@@ -97,7 +100,7 @@ LAYOUT_KINDS = {
     # after another (bias in column 0)
     "weights": (("C", "rows", "offset", "readonly"),
                 ("F", "cols", "both", "reversed", "broadcast", "misaligned")),
-    # an input read as a C-ordered matrix (A_L, X of predict_proba)
+    # an input read as a C-ordered matrix (A_L, X of network_outputs)
     "c_input": (("C", "offset", "readonly"),
                 ("F", "rows", "cols", "both", "reversed", "broadcast", "misaligned")),
     # an input read through NumPy or element by element: anything goes but a
@@ -404,20 +407,21 @@ def init_weights(rng, layers):
 @given(seed=seeds, layers=networks(), n=st.integers(0, 300), block=st.integers(1, 400),
        n_threads=st.integers(1, 3), activation=st.sampled_from(HIDDEN_ACTS),
        output=st.sampled_from(OUTPUTS), lays=layouts("c_input", "out"))
-def test_predict_proba_equals_twin(seed, layers, n, block, n_threads, activation, output,
-                                   lays):
+def test_network_outputs_equals_twin(seed, layers, n, block, n_threads, activation, output,
+                                     lays):
     x_layout, out_layout = lays
     rng = np.random.default_rng(seed)
     X = lay(rng.standard_normal((n, layers[0])), x_layout)
     Ws = init_weights(rng, layers)
     got, out_ok = out_buffer((n, layers[-1]), out_layout)
     with threadpool_limits(1, user_api="blas"):          # X and out: C-ordered only
-        if not call(lambda: ck.predict_proba(X, Ws, got, block_rows=block, n_threads=n_threads,
-                                             activation=activation, output=output),
+        if not call(lambda: ck.network_outputs(X, Ws, got, block_rows=block,
+                                               n_threads=n_threads, activation=activation,
+                                               output=output),
                     bool(X.flags.c_contiguous) and out_ok):
             return
     want = np.empty((n, layers[-1]), F32)
-    nb.predict_proba(X, Ws, want, activation=activation, output=output)
+    nb.network_outputs(X, Ws, want, activation=activation, output=output)
     bound = forward_error_bound(X, Ws, activation, output)
     err = np.abs(got.astype(np.float64) - want)
     assert np.all(err <= bound + RTOL * np.abs(want) + 1e-7), err.max()
@@ -441,7 +445,7 @@ def _kernel_case(kernel, rng, B, n_in, n_out):
     if kernel == "gradient_update":
         return [("delta", d), ("A_prev", A), ("W", W), ("dW_prev", np.zeros_like(W)),
                 ("Gw", np.zeros((n_out, n_in), F32)), ("gb", np.zeros(n_out, F32))]
-    if kernel == "predict_proba":
+    if kernel == "network_outputs":
         return [("X", A), ("W0", W), ("W1", uniform(rng, (3, 1 + n_out), -1, 1)),
                 ("out", np.zeros((B, 3), F32))]
     raise AssertionError(kernel)
@@ -458,11 +462,12 @@ def _run_kernel(kernel, ops, activation="sigmoid", lams=(0.1, 0.0, 0.0, 0.0)):
                         "sigmoid" if activation == "sigmoid" else activation)
     elif kernel == "gradient_update":
         ck.gradient_update(o["delta"], o["A_prev"], o["W"], o["dW_prev"], *lams, o["Gw"], o["gb"])
-    elif kernel == "predict_proba":
-        ck.predict_proba(o["X"], [o["W0"], o["W1"]], o["out"], activation=activation)
+    elif kernel == "network_outputs":
+        ck.network_outputs(o["X"], [o["W0"], o["W1"]], o["out"], activation=activation)
 
 
-KERNELS = ("forward_layer", "hidden_delta", "output_delta", "gradient_update", "predict_proba")
+KERNELS = ("forward_layer", "hidden_delta", "output_delta", "gradient_update",
+           "network_outputs")
 BAD = st.sampled_from(("float64", "float16", "int32", "grow", "shrink", "ndim1", "ndim3",
                        "none", "activation", "lambda"))
 
@@ -556,15 +561,15 @@ def test_training_steps_same_weights(seed, plan, l2, l1, momentum, eta, activati
         X32 = X.astype(F32)
         scaling = (X32.mean(axis=0), X32.std(axis=0) + 0.5)
     Y = np.eye(layers[-1], dtype=F32)[rng.integers(0, layers[-1], n)]
-    runs = []
-    for mod, T in ((nb, None), (ck, n_threads)):
-        Ws = [W.copy() for W in weights]
-        Vs = [np.zeros_like(W) for W in weights]
-        extra = {"chunk_rows": chunk_rows} if mod is ck else {}
-        runs.append((mod.Backend(X, Y, Ws, Vs, Bmax, l2, l1, momentum, T,
-                                 input_scaling=scaling, activation=activation,
-                                 output=output, **extra), Ws, Vs))
-    (nbk, Wn, Vn), (cbk, Wc, Vc) = runs
+    config = BackendConfig(activation=activation, output=output, l2=l2, l1=l1,
+                           momentum=momentum, batch_size=Bmax, n_threads=n_threads,
+                           input_scaling=scaling, chunk_rows=chunk_rows)
+    runs = {}
+    for name in BACKENDS:
+        state = NetworkState(layers, [W.copy() for W in weights])
+        runs[name] = (backends.backend_class(name)(X, Y, state, config), state.weights,
+                      state.state1)
+    (nbk, Wn, Vn), (cbk, Wc, Vc) = runs["numpy"], runs["compiled"]
     with threadpool_limits(1, user_api="blas"):
         for b in steps:
             idx = rng.choice(n, size=b, replace=replace or b > n)
@@ -591,8 +596,7 @@ def test_compiled_backend_refuses_bad_inputs(seed, bad, n_threads):
     X = rng.standard_normal((20, 5)).astype(F32)
     Y = np.eye(3, dtype=F32)[rng.integers(0, 3, 20)]
     Vs = [np.zeros_like(W) for W in Ws]
-    args = dict(X=X, Y=Y, weights=Ws, velocities=Vs, batch_size=8, l2=0.0, l1=0.0,
-                momentum=0.0, n_threads=n_threads)
+    args = dict(X=X, Y=Y, weights=Ws, velocities=Vs, batch_size=8, n_threads=n_threads)
     idx, lr = np.arange(8), 0.1
     what, _, how = bad.partition(" ")
     if bad == "X int64":
@@ -628,7 +632,9 @@ def test_compiled_backend_refuses_bad_inputs(seed, bad, n_threads):
     else:
         lr = {"nan": float("nan"), "negative": -0.1}[how]
     with pytest.raises(ValueError):
-        ck.Backend(**args).train_batch(idx, lr)
+        state = NetworkState(layers, args["weights"], state1=args["velocities"])
+        config = BackendConfig(batch_size=args["batch_size"], n_threads=args["n_threads"])
+        ck.Backend(args["X"], args["Y"], state, config).train_batch(idx, lr)
 
 
 # ======================================== property 3: the MLPClassifier
@@ -712,7 +718,7 @@ def test_classifier_fit_safe_and_backends_agree(seed, n, m, n_classes, form, y_f
         return np.errstate(**({} if stable else {"over": "ignore", "invalid": "ignore"}))
 
     with quiet():
-        fits = {b: MLPClassifier(backend=b, **params).fit(X, y) for b in ("compiled", "numpy")}
+        fits = {b: MLPClassifier(backend=b, **params).fit(X, y) for b in BACKENDS}
         outputs = {b: model.predict_outputs(X) for b, model in fits.items()}
         preds = {b: model.predict(X) for b, model in fits.items()}
     assert (_digest(X), _digest(y), X.flags.writeable) == before, "fit/predict changed X or y"
@@ -727,7 +733,7 @@ def test_classifier_fit_safe_and_backends_agree(seed, n, m, n_classes, form, y_f
         np.testing.assert_array_equal(a, b)
     # the backends agree where the run is well-conditioned: stable steps on
     # inputs of order 1
-    Xs = fits["numpy"]._standardized(X64)
+    Xs = scaled_copy(X64, fits["numpy"].mean_, fits["numpy"].scale_)
     if not stable or np.abs(Xs).max() > 10:
         return
     for a, b in zip(fits["numpy"].coefs_, fits["compiled"].coefs_):
@@ -761,13 +767,14 @@ def test_optimizer_steps_bit_identical_on_exact_gradients(seed, B, n_in, n_out, 
         delta, A = np.asfortranarray(delta), np.asfortranarray(A)
     W0 = rng.uniform(-0.5, 0.5, (n_out, 1 + n_in)).astype(F32)
     opt = Optimizer(name, rho, beta_1, beta_2, epsilon)
-    out = []
-    for mod in (nb, ck):
+    out = {}
+    for name in BACKENDS:
         W, s1, s2 = W0.copy(), np.zeros_like(W0), np.zeros_like(W0)
         Gw, gb = np.empty((n_out, n_in), F32), np.empty(n_out, F32)
         for t in range(first_step, first_step + steps):
-            mod.gradient_update(delta, A, W, s1, lr, l2, l1, momentum, Gw, gb,
-                                np.empty_like(Gw), optimizer=opt, state2=s2, step=t)
-        out.append((W, s1, s2, Gw, gb))
-    for a, b, what in zip(out[0], out[1], ("W", "state1", "state2", "Gw", "gb")):
+            backends.module(name).gradient_update(delta, A, W, s1, lr, l2, l1, momentum, Gw,
+                                                  gb, np.empty_like(Gw), optimizer=opt,
+                                                  state2=s2, step=t)
+        out[name] = (W, s1, s2, Gw, gb)
+    for a, b, what in zip(out["numpy"], out["compiled"], ("W", "state1", "state2", "Gw", "gb")):
         np.testing.assert_array_equal(b, a, err_msg=what)
