@@ -210,7 +210,7 @@ FM_DEFINE_GATHER(fm_gather_scale_f32, float)
 FM_DEFINE_GATHER(fm_gather_scale_f64, double)
 
 /* Optimiser of a training step, for the update kernels below.
- *   FM_SGD      the seeds' momentum rule   dw = lr g;  w -= dw + mom v;  v = dw
+ *   FM_SGD      the blog series' momentum rule  dw = lr g;  w -= dw + mom v;  v = dw
  *   FM_RMSPROP  Keras RMSprop (no momentum, not centred)
  *               v = rho v + (1 - rho) g^2;  w -= lr g / sqrt(v + eps)
  *   FM_ADAM     Keras Adam (no amsgrad), alpha = lr sqrt(1 - b2^t) / (1 - b1^t)

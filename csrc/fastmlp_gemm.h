@@ -1,7 +1,7 @@
 /* Two matrix products of the training step, specialised for AVX-512.
  *
  * The step's two large products have one short side, the width of a hidden
- * layer (70 for the seed network):
+ * layer (70 for the blog experiment's network):
  *     forward   Z (rows x n_out)  = A (rows x K) . W[:, 1:]^T
  *     gradient  G (n_out x K)    += D^T (n_out x rows) . A (rows x K)
  * General sgemm (OpenBLAS) reaches 90-120 GFLOP/s on these shapes on one core

@@ -43,8 +43,10 @@ switch, once per test, that no example changes, so hypothesis' warning about
 function-scoped fixtures does not apply and is suppressed.
 """
 
+import contextlib
 import hashlib
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -689,7 +691,9 @@ def test_classifier_fit_safe_and_backends_agree(seed, n, m, n_classes, form, y_f
                                                 momentum, l2, l1, activation, output, scaling,
                                                 n_threads, shuffle, train_accuracy):
     """Fit never fails and never changes X or y; X's dtype and layout do not
-    change the fit; the backends agree on short, stable runs.
+    change the fit; the backends agree on short, stable runs.  An unstable
+    run may diverge: it then stops with finite weights and says where
+    (``divergence="warn"``); a stable one must not.
 
     "Stable" is a step normalised by the batch and the widest fan-in,
     lr = eta / (batch max(n_in)), so that lr times the curvature of the
@@ -712,10 +716,17 @@ def test_classifier_fit_safe_and_backends_agree(seed, n, m, n_classes, form, y_f
                   learning_rate=lr, lr_decay=0.01, momentum=momentum,
                   l2=l2, l1=l1, activation=activation, output=output, scaling=scaling,
                   n_threads=n_threads, shuffle=shuffle, train_accuracy=train_accuracy,
-                  random_state=seed)
-    # large steps may diverge to inf/NaN: allowed, and NumPy would warn then
+                  random_state=seed, divergence="raise" if stable else "warn")
+
+    # large steps may diverge to inf/NaN: allowed, and NumPy and the
+    # divergence rule would warn then
+    @contextlib.contextmanager
     def quiet():
-        return np.errstate(**({} if stable else {"over": "ignore", "invalid": "ignore"}))
+        with np.errstate(**({} if stable else {"over": "ignore", "invalid": "ignore"})), \
+                warnings.catch_warnings():
+            if not stable:
+                warnings.simplefilter("ignore", RuntimeWarning)
+            yield
 
     with quiet():
         fits = {b: MLPClassifier(backend=b, **params).fit(X, y) for b in BACKENDS}
@@ -723,7 +734,13 @@ def test_classifier_fit_safe_and_backends_agree(seed, n, m, n_classes, form, y_f
         preds = {b: model.predict(X) for b, model in fits.items()}
     assert (_digest(X), _digest(y), X.flags.writeable) == before, "fit/predict changed X or y"
     for b, model in fits.items():
-        assert model.n_iter_ == epochs and len(model.history_.cost) == epochs
+        stopped = model.history_.stopped
+        if stopped is None:
+            assert model.n_iter_ == epochs and len(model.history_.cost) == epochs
+        else:
+            assert not stable and stopped["reason"] == "diverged", stopped
+            assert model.n_iter_ == stopped["epoch"] == len(model.history_.cost)
+        assert all(np.isfinite(W).all() for W in model.coefs_), b
         assert preds[b].shape == (n,) and np.isin(preds[b], np.unique(y)).all()
         assert outputs[b].shape == (n, len(np.unique(y)))
     # the same values in float64 C order: the same float32 inputs, the same fit

@@ -94,9 +94,9 @@ def test_every_backend_instance_is_a_backend_and_behaves_as_documented(backend):
     plan = cls.thread_plan(1)
     assert isinstance(plan, tuple) and len(plan) == 2
     out = np.empty((12, 3), np.float32)
-    cls.predict_proba(X, state.weights, out, config)
+    assert cls.predict_proba(X, state.weights, out, config) is out
     want = np.empty_like(out)
-    backends.module(backend).network_outputs(X, state.weights, want)
+    assert backends.module(backend).network_outputs(X, state.weights, want) is want
     np.testing.assert_array_equal(out, want)
 
 

@@ -364,14 +364,15 @@ def network_outputs(const float[:, ::1] X, weights, float[:, ::1] out,
     step's) before the next; blocks are spread over ``n_threads`` OpenMP
     threads (default: all), each owning two ping-pong buffers allocated once
     per call.  BLAS must be limited to one thread when ``n_threads`` > 1.
+    Returns ``out``.
     """
     al2(X, "X"); al2(out, "out")
     cdef _Net net = _Net(weights, X.shape[1], False, activation, output)
     cdef Py_ssize_t n = X.shape[0], K = net.n_out[net.L - 1]
-    if block_rows < 1:
-        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     if out.shape[0] != n or out.shape[1] != K:
         raise ValueError(f"out: expected shape {(n, K)}, got {(out.shape[0], out.shape[1])}")
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     cdef int T = n_threads_of(n_threads)
     cdef Py_ssize_t width = max(1, net.widest_hidden)
     bufs = np.empty((T, 2, block_rows * width), np.float32)
@@ -381,7 +382,7 @@ def network_outputs(const float[:, ::1] X, weights, float[:, ::1] out,
     cdef Py_ssize_t n_blocks = (n + block_rows - 1) // block_rows, blk
     cdef int t
     if n == 0:
-        return out
+        return out.base                   # the caller's array, as the twin returns it
     net.enable_packing()
     with nogil:
         net.repack()
@@ -396,7 +397,7 @@ def network_outputs(const float[:, ::1] X, weights, float[:, ::1] out,
                 forward_block(&net.c, &X[0, 0], &out[0, 0], blk * block_rows,
                               min(n, (blk + 1) * block_rows), &B[0, 0, 0], &B[0, 1, 0],
                               &S[0, 0])
-    return out
+    return out.base                   # the caller's array, as the twin returns it
 
 
 # ---------------------------------------------------------------- the network
