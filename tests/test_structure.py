@@ -24,7 +24,8 @@ from fastmlp.backends import BACKENDS, PHASES, Backend, BackendConfig
 
 from _reference import random_problem
 
-ROOT = Path(fastmlp.__file__).resolve().parent.parent
+ROOT = Path(fastmlp.__file__).resolve().parent.parent   # where the tested fastmlp is
+CHECKOUT = Path(__file__).resolve().parent.parent       # csrc/ is not installed
 
 #: The kernels every backend module offers (fastmlp/backends/__init__.py).
 KERNELS = ("forward_layer", "output_delta", "hidden_delta", "gradient_update",
@@ -156,7 +157,7 @@ def test_kernel_twins_have_the_same_signature(kernel):
 
 # ------------------------------------------------------------------ registry
 def _header_enums():
-    text = (ROOT / "csrc" / "fastmlp_elementwise.h").read_text()
+    text = (CHECKOUT / "csrc" / "fastmlp_elementwise.h").read_text()
     enums = {}
     for body in re.findall(r"enum\s*\{([^}]*)\}", text):
         for name, value in re.findall(r"(FM_\w+)\s*=\s*(\d+)", body):
