@@ -31,7 +31,7 @@ from ._base import DIVERGENCE, TRAIN_ACC_KINDS
 from ._classifier import MLPClassifier, load
 from ._history import format_epoch
 from ._io import ModelFileError
-from ._platform import build_info, cpu_name
+from ._platform import build_info, cpu_name, pyplot
 from ._registry import ACTIVATIONS, OPTIMIZERS, OUTPUTS
 from ._scaling import SCALINGS
 from ._trainer import DivergenceError
@@ -98,7 +98,18 @@ class Progress:
         self.stream.flush()
 
 
+def _check_optional(args):
+    """Refuse, before any training, an output the installed extras cannot write."""
+    if args.plot:
+        try:
+            pyplot()
+        except ImportError:
+            raise UserError('--plot needs matplotlib, which is not installed: '
+                            'pip install "fastmlp[plot]", or leave out --plot') from None
+
+
 def _train(args):
+    _check_optional(args)
     (X, y), (Xt, yt) = _load_dataset(args.dataset)
     model = MLPClassifier(
         args.hidden, activation=args.activation, output=args.output_layer, epochs=args.epochs, batch_size=args.batch_size,
@@ -279,6 +290,12 @@ def main(argv=None):
     run = {"train": _train, "predict": _predict, "info": _info}[args.command]
     try:
         return run(args)
+    except BrokenPipeError:
+        # the reader went away (fastmlp info | head -3): stop quietly, with the
+        # status of a process ended by SIGPIPE, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
     except (UserError, FileNotFoundError, IsADirectoryError, PermissionError,
             datasets.DatasetError, ModelFileError, ValueError, TypeError,
             DivergenceError) as exc:

@@ -140,3 +140,38 @@ def test_divergence_is_one_line_status_2_and_the_model_so_far_is_saved(tmp_path)
     import fastmlp as fm
     m = fm.load(tmp_path / "m.npz")                  # finite, loadable
     assert m.optimizer_steps_ > 0
+
+
+def test_a_closed_pipe_ends_quietly_with_the_sigpipe_status(tmp_path):
+    """``fastmlp info | head -3``: the reader leaves; no traceback, status 141."""
+    import os
+    r, w = os.pipe()
+    os.close(r)                       # every write to w now fails with EPIPE
+    try:
+        run = subprocess.run([sys.executable, "-m", "fastmlp", "info"], stdout=w,
+                             stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        os.close(w)
+    assert run.returncode == 141 and run.stderr == "", run.stderr
+
+
+BLOCK_MATPLOTLIB = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib' (blocked by the test)")
+sys.meta_path.insert(0, Block())
+from fastmlp.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_plot_without_matplotlib_is_refused_before_training(tmp_path):
+    run = subprocess.run([sys.executable, "-c", BLOCK_MATPLOTLIB, "train", "--dataset",
+                          "digits", "--epochs", "2", "--plot", "p.png", "--output", "m.npz"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "epoch " not in run.stdout                   # refused before the first epoch
+    assert run.stderr.count("\n") == 1 and "--plot needs matplotlib" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "m.npz").exists()
