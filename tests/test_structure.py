@@ -206,7 +206,7 @@ _NO_EXTENSION = r"""
 import importlib.abc, json, sys
 
 BLOCKED = {"fastmlp.backends._compiled", "fastmlp.backends._layers",
-           "fastmlp.backends._step"}
+           "fastmlp.backends._output", "fastmlp.backends._step"}
 tried = []
 
 
