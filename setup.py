@@ -92,9 +92,10 @@ directives = {
     "embedsignature": True,
 }
 
-# The compiled backend: layer-level kernels (_layers), the checked kernels
-# that mirror the NumPy twin (_compiled) and the training step (_step); the
-# last two cimport the first (see fastmlp/backends/_layers.pxd).
+# The compiled backend: layer-level kernels (_layers), the output layer's
+# kernel and targets (_output), the checked kernels that mirror the NumPy
+# twin (_compiled) and the training step (_step); the last two cimport the
+# first two (see fastmlp/backends/_layers.pxd and _output.pxd).
 extensions = [
     Extension(
         f"fastmlp.backends.{name}",
@@ -104,7 +105,7 @@ extensions = [
         extra_link_args=link_args,
         define_macros=[("FASTMLP_OPENMP", "1" if use_openmp else "0")],
     )
-    for name in ("_layers", "_compiled", "_step")
+    for name in ("_layers", "_output", "_compiled", "_step")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,

@@ -88,8 +88,9 @@ static inline float fm_tanh(float z)
 /* relu(z) = max(z, 0), written so that NaN stays NaN. */
 static inline float fm_relu(float z) { return (z < 0.0f) ? 0.0f : z; }
 
-/* Activation kinds, as numbered in the Cython module (softmax: output only). */
-enum { FM_SIGMOID = 0, FM_TANH = 1, FM_RELU = 2, FM_SOFTMAX = 3 };
+/* Activation kinds, as numbered in fastmlp/_registry.py (softmax and
+ * identity: output layers only; identity adds the bias and nothing else). */
+enum { FM_SIGMOID = 0, FM_TANH = 1, FM_RELU = 2, FM_SOFTMAX = 3, FM_IDENTITY = 4 };
 
 /* Each row of K values := softmax of the row, shifted by its maximum so that
  * no exponential overflows; exponents below -87 count as e^-87.  A NaN
@@ -165,6 +166,11 @@ static inline void fm_bias_act(float *a, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t 
 {
     for (ptrdiff_t j = 0; j < n; ++j)
         bias[j] = W[j * ldw];
+    if (kind == FM_IDENTITY) {
+        for (ptrdiff_t i = 0; i < rows; ++i)
+            fm_add_row(a + i * lda, bias, n);
+        return;
+    }
     if (kind == FM_SOFTMAX) {
         for (ptrdiff_t i = 0; i < rows; ++i) {
             fm_add_row(a + i * lda, bias, n);
@@ -367,36 +373,93 @@ static inline int fm_update_bias(float *w, float *s1, float *s2, float *gb,
     return fm_opt_step(w, s1, s2, gb, 1, o);
 }
 
-/* Output layer of sigmoid + LogLoss (softmax = 0) or softmax + categorical
- * cross-entropy (softmax = 1, cost -log a_label only) for rows of K outputs;
- * for sigmoid + LogLoss:
- *   delta = a - onehot(label);  cost += -log(a_label) - sum_{k != label} log(1 - a_k)
- * (arguments of log clipped at the smallest normal float, like the twin),
- * and counts rows whose first maximum is at the label.
- * Returns the cost in double; *correct is incremented. */
-static inline double fm_output_delta(const float *a, const int32_t *labels, float *delta,
-                                     ptrdiff_t rows, ptrdiff_t K, long *correct,
-                                     int softmax)
+/* The output layer's delta, cost and count of correct rows, for a batch of
+ * `rows` rows of K outputs a (row stride K) into delta (row stride K).
+ *
+ * Row i of the batch is sample r = idx[i] (r = i when idx is NULL): its
+ * weight is sw[r] (1 when sw is NULL) and its target is read where the
+ * caller keeps it, through r.  With y the target row and w the weight:
+ *   delta = w (a - y)
+ *   cost += w L, L the output's loss (`kind`, fastmlp/_registry.py OUTPUTS):
+ *     FM_SIGMOID   LogLoss  -sum_k (y log a + (1 - y) log(1 - a))
+ *     FM_SOFTMAX   categorical cross-entropy  -sum_k y log a
+ *     FM_IDENTITY  squared error  1/2 sum_k (a - y)^2
+ * with the arguments of log clipped at the smallest normal float, like the
+ * twin.  The cost is accumulated in double and returned; *correct is
+ * incremented per correct row.  A weight of 1 multiplies exactly, so
+ * without sw the numbers are those of an unweighted pass. */
+#define FM_SAMPLE(idx, i) ((idx) != NULL ? (idx)[i] : (i))
+
+/* Single-label targets, y = onehot(labels[r]), for any output kind: the
+ * LogLoss terms are log(a) at the label and log(1 - a) elsewhere.  A row is
+ * correct when the first maximum of its outputs is at its label. */
+static inline double fm_output_delta(const float *a, const int32_t *labels, const float *sw,
+                                     const ptrdiff_t *idx, float *delta, ptrdiff_t rows,
+                                     ptrdiff_t K, long *correct, int kind)
 {
     const float tiny = 1.17549435e-38f;
     double cost = 0.0;
     for (ptrdiff_t i = 0; i < rows; ++i) {
         const float *ai = a + i * K;
         float *di = delta + i * K;
-        int32_t y = labels[i];
+        ptrdiff_t r = FM_SAMPLE(idx, i);
+        int32_t y = labels[r];
+        float w = (sw != NULL) ? sw[r] : 1.0f;
         ptrdiff_t best = 0;
         for (ptrdiff_t k = 0; k < K; ++k) {
             float t = (k == y) ? 1.0f : 0.0f;
-            di[k] = ai[k] - t;
-            if (k == y || !softmax) {      /* cross-entropy: only the target term */
+            float d = ai[k] - t;
+            di[k] = d * w;
+            if (kind == FM_IDENTITY) {
+                cost += (double)w * (0.5 * ((double)d * (double)d));
+            } else if (k == y || kind != FM_SOFTMAX) {  /* cross-entropy: target term only */
                 float p = (k == y) ? ai[k] : 1.0f - ai[k];
                 p = (p < tiny) ? tiny : p;
-                cost -= (double)logf(p);
+                cost -= (double)w * (double)logf(p);
             }
             if (ai[k] > ai[best])
                 best = k;
         }
         if (best == y)
+            ++*correct;
+    }
+    return cost;
+}
+
+/* Dense targets, y = row r of the target matrix Y (row stride ldy), for
+ * kind FM_SIGMOID (multilabel: y in [0, 1], both log terms) or FM_IDENTITY
+ * (regression).  A sigmoid row is correct when every output is on its
+ * target's side of 0.5 (a > 0.5 exactly where y > 0.5: an exact match of the
+ * label set); no identity row counts as correct. */
+static inline double fm_output_delta_dense(const float *a, const float *Y, ptrdiff_t ldy,
+                                           const float *sw, const ptrdiff_t *idx,
+                                           float *delta, ptrdiff_t rows, ptrdiff_t K,
+                                           long *correct, int kind)
+{
+    const float tiny = 1.17549435e-38f;
+    double cost = 0.0;
+    for (ptrdiff_t i = 0; i < rows; ++i) {
+        const float *ai = a + i * K;
+        float *di = delta + i * K;
+        ptrdiff_t r = FM_SAMPLE(idx, i);
+        const float *yi = Y + r * ldy;
+        float w = (sw != NULL) ? sw[r] : 1.0f;
+        int right = 1;
+        for (ptrdiff_t k = 0; k < K; ++k) {
+            float y = yi[k];
+            float d = ai[k] - y;
+            di[k] = d * w;
+            if (kind == FM_IDENTITY) {
+                cost += (double)w * (0.5 * ((double)d * (double)d));
+            } else {
+                float pa = ai[k], pb = 1.0f - ai[k];
+                pa = (pa < tiny) ? tiny : pa;
+                pb = (pb < tiny) ? tiny : pb;
+                cost -= (double)w * ((double)(y * logf(pa)) + (double)((1.0f - y) * logf(pb)));
+                right &= (ai[k] > 0.5f) == (y > 0.5f);
+            }
+        }
+        if (kind != FM_IDENTITY && right)
             ++*correct;
     }
     return cost;

@@ -23,11 +23,11 @@ class Activation(NamedTuple):
 
 
 class Output(NamedTuple):
-    """An output layer with the loss it is trained on.  For both, the
+    """An output layer with the loss it is trained on.  For each, the
     loss's gradient with respect to the output layer's input is A - Y."""
 
     name: str
-    c_id: int            # the activation kind the C kernels apply (FM_SIGMOID, FM_SOFTMAX)
+    c_id: int            # the kind the C kernels apply (FM_SIGMOID, FM_SOFTMAX, FM_IDENTITY)
     loss: str
 
 
@@ -55,10 +55,14 @@ ACTIVATIONS = _table(
     Activation("relu", 2, "[A > 0]"),
 )
 
-#: Output layers and their losses, each summed over outputs and samples.
+#: Output layers and their losses, each summed over outputs and samples (a
+#: sample's term weighted by its sample weight, when there are weights).
+#: "identity" adds the bias and applies nothing else; its squared error
+#: carries the 1/2, so that its gradient is A - Y like the others'.
 OUTPUTS = _table(
     Output("sigmoid", 0, "LogLoss: -sum(y log a + (1 - y) log(1 - a))"),
     Output("softmax", 3, "categorical cross-entropy: -sum(y log a)"),
+    Output("identity", 4, "squared error: 1/2 sum (a - y)^2"),
 )
 
 #: Update rules (see :mod:`fastmlp._optim` for their formulas).

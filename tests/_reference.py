@@ -19,6 +19,9 @@ def softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
+OUT = {"sigmoid": sigmoid, "softmax": softmax, "identity": lambda z: z}
+
+
 def forward(weights, X, activation="sigmoid", output="sigmoid"):
     """List of layer outputs [X, A_1, ..., A_L] in float64."""
     A = [np.asarray(X, np.float64)]
@@ -26,22 +29,32 @@ def forward(weights, X, activation="sigmoid", output="sigmoid"):
         W = np.asarray(W, np.float64)
         ones = np.ones((A[-1].shape[0], 1))
         if i == len(weights) - 1:
-            act = softmax if output == "softmax" else sigmoid
+            act = OUT[output]
         else:
             act = ACT[activation]
         A.append(act(np.hstack([ones, A[-1]]) @ W.T))
     return A
 
 
-def loss(weights, X, Y, l2=0.0, l1=0.0, activation="sigmoid", output="sigmoid"):
-    """LogLoss (sigmoid output) or categorical cross-entropy (softmax output)
-    summed over outputs and samples, plus the regularisation."""
+def loss(weights, X, Y, l2=0.0, l1=0.0, activation="sigmoid", output="sigmoid",
+         sample_weight=None):
+    """LogLoss (sigmoid output; Y one-hot or multilabel 0/1), categorical
+    cross-entropy (softmax output) or squared error 1/2 sum (a - y)^2
+    (identity output), summed over outputs and samples, each sample's term
+    times its weight when ``sample_weight`` is given; plus the
+    regularisation (not weighted)."""
     a = forward(weights, X, activation, output)[-1]
     Y = np.asarray(Y, np.float64)
     if output == "softmax":
-        data = -np.sum(Y * np.log(a))
+        terms = -(Y * np.log(a))
+    elif output == "identity":
+        terms = 0.5 * (a - Y) ** 2
     else:
-        data = -np.sum(Y * np.log(a) + (1.0 - Y) * np.log(1.0 - a))
+        terms = -(Y * np.log(a) + (1.0 - Y) * np.log(1.0 - a))
+    if sample_weight is None:
+        data = np.sum(terms)
+    else:
+        data = np.sum(np.asarray(sample_weight, np.float64) * terms.sum(axis=1))
     reg = 0.0
     for W in weights:
         w = np.asarray(W, np.float64)[:, 1:]
@@ -50,7 +63,7 @@ def loss(weights, X, Y, l2=0.0, l1=0.0, activation="sigmoid", output="sigmoid"):
 
 
 def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6, activation="sigmoid",
-                     output="sigmoid"):
+                     output="sigmoid", sample_weight=None):
     """Central finite differences of loss() for every weight, float64."""
     weights = [np.array(W, np.float64) for W in weights]
     grads = []
@@ -59,9 +72,9 @@ def numeric_gradient(weights, X, Y, l2, l1, eps=1e-6, activation="sigmoid",
         for idx in np.ndindex(W.shape):
             old = W[idx]
             W[idx] = old + eps
-            up = sum(loss(weights, X, Y, l2, l1, activation, output))
+            up = sum(loss(weights, X, Y, l2, l1, activation, output, sample_weight))
             W[idx] = old - eps
-            down = sum(loss(weights, X, Y, l2, l1, activation, output))
+            down = sum(loss(weights, X, Y, l2, l1, activation, output, sample_weight))
             W[idx] = old
             G[idx] = (up - down) / (2 * eps)
         grads.append(G)
@@ -80,6 +93,27 @@ def random_problem(layers, batch, seed, dtype=np.float32):
     Y = np.zeros((batch, layers[-1]), dtype)
     Y[np.arange(batch), labels] = 1
     return weights, X, Y
+
+
+def dense_targets(kind, batch, K, seed, dtype=np.float32):
+    """Dense targets Y (batch, K): "multilabel" 0/1 rows (each label on with
+    probability 0.4, so rows with no label and several labels occur), or
+    "regression" values around 0 of both signs."""
+    rng = np.random.default_rng(1000 + seed)
+    if kind == "multilabel":
+        return (rng.uniform(size=(batch, K)) < 0.4).astype(dtype)
+    if kind == "regression":
+        return rng.normal(0.0, 1.5, (batch, K)).astype(dtype)
+    raise ValueError(kind)
+
+
+def sample_weights(batch, seed, zeros=True):
+    """Per-sample float32 weights in [0, 3), a few of them exactly 0."""
+    rng = np.random.default_rng(2000 + seed)
+    w = rng.uniform(0.0, 3.0, batch).astype(np.float32)
+    if zeros:
+        w[::5] = 0.0
+    return w
 
 
 def assert_same_training_state(Wa, Wb, Va, Vb):

@@ -12,16 +12,17 @@ import pytest
 from fastmlp import backends
 from fastmlp.backends import BackendConfig, loss_and_gradients
 
-from _reference import loss, numeric_gradient, random_problem
+from _reference import dense_targets, loss, numeric_gradient, random_problem, sample_weights
 
 nb = backends.module("numpy")
 
 
 def backend_gradients(weights, X, Y, l2, l1, dtype, activation="sigmoid", output="sigmoid",
-                      backend="numpy"):
+                      backend="numpy", targets="labels", sample_weight=None):
     """(cost, gradients) of one batch by one training step of ``backend``, in ``dtype``."""
     Ws = [np.array(W, dtype) for W in weights]
-    config = BackendConfig(activation=activation, output=output, l2=l2, l1=l1)
+    config = BackendConfig(activation=activation, output=output, l2=l2, l1=l1,
+                           targets=targets, sample_weight=sample_weight)
     cost, _, grads = loss_and_gradients(backend, Ws, np.asarray(X, dtype),
                                         np.asarray(Y, dtype), config)
     return cost, grads
@@ -74,6 +75,77 @@ def test_float32_gradients_of_every_combination_close_to_finite_differences(
         assert g_a.dtype == np.float32
         np.testing.assert_allclose(g_a, g_n, rtol=2e-4, atol=2e-5,
                                    err_msg=f"{activation}, weight matrix {l}")
+
+
+#: (output, targets of the problem): regression, multilabel, and label
+#: targets (the last with the identity output: least squares on one-hot rows)
+TARGET_CASES = [("identity", "regression"), ("sigmoid", "multilabel"), ("sigmoid", "labels"),
+                ("softmax", "labels"), ("identity", "labels")]
+
+
+def target_problem(layers, output, kind, weighted, seed):
+    """weights, X, Y, targets mode and sample weights (or None) of a batch of 7."""
+    weights, X, Y = random_problem(layers, batch=7, seed=seed)
+    if kind != "labels":
+        Y = dense_targets(kind, 7, layers[-1], seed)
+    w = sample_weights(7, seed) if weighted else None       # two of them 0
+    return weights, X, Y, ("labels" if kind == "labels" else "dense"), w
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("output,kind", TARGET_CASES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("layers", [(5, 4, 3), (6, 5, 4, 3)])
+def test_gradients_of_targets_and_weights_equal_finite_differences(layers, activation,
+                                                                   output, kind, weighted):
+    """Identity + squared error, multilabel LogLoss and sample weights: the
+    NumPy backend's float64 step against float64 finite differences."""
+    weights, X, Y, targets, w = target_problem(layers, output, kind, weighted, len(layers))
+    numeric = numeric_gradient(weights, X, Y, 0.3, 0.2, activation=activation, output=output,
+                               sample_weight=w)
+    cost, analytic = backend_gradients(weights, X, Y, 0.3, 0.2, np.float64, activation,
+                                       output, "numpy", targets, w)
+    assert cost == pytest.approx(loss(weights, X, Y, activation=activation, output=output,
+                                      sample_weight=w)[0], rel=1e-12)
+    for l, (g_a, g_n) in enumerate(zip(analytic, numeric)):
+        assert g_a.dtype == np.float64
+        np.testing.assert_allclose(g_a, g_n, rtol=1e-6, atol=1e-7,
+                                   err_msg=f"{activation}, weight matrix {l}")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("output,kind", TARGET_CASES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("layers", [(5, 4, 3), (6, 5, 4, 3)])
+def test_float32_gradients_of_targets_and_weights_close_to_finite_differences(
+        backend, layers, activation, output, kind, weighted):
+    """Each backend's float32 step, with dense targets or sample weights,
+    against float64 finite differences, at the float32 tolerances."""
+    weights, X, Y, targets, w = target_problem(layers, output, kind, weighted, len(layers))
+    numeric = numeric_gradient(weights, X, Y, 0.3, 0.2, activation=activation, output=output,
+                               sample_weight=w)
+    cost, analytic = backend_gradients(weights, X, Y, 0.3, 0.2, np.float32, activation,
+                                       output, backend, targets, w)
+    assert cost == pytest.approx(loss(weights, X, Y, activation=activation, output=output,
+                                      sample_weight=w)[0], rel=1e-5)
+    for l, (g_a, g_n) in enumerate(zip(analytic, numeric)):
+        assert g_a.dtype == np.float32
+        np.testing.assert_allclose(g_a, g_n, rtol=2e-4, atol=2e-5,
+                                   err_msg=f"{activation}, weight matrix {l}")
+
+
+def test_weighted_gradient_is_the_weighted_sum_of_per_sample_gradients(backend):
+    """Linearity: the gradient of the weighted batch equals sum_i w_i times
+    the gradient of sample i alone (regularisation off: it is not weighted)."""
+    weights, X, Y, targets, w = target_problem((6, 5, 3), "identity", "regression", True, 4)
+    dtype = np.float64 if backend == "numpy" else np.float32
+    _, whole = backend_gradients(weights, X, Y, 0.0, 0.0, dtype, "tanh", "identity", backend,
+                                 targets, w)
+    parts = [backend_gradients(weights, X[i:i + 1], Y[i:i + 1], 0.0, 0.0, dtype, "tanh",
+                               "identity", backend, targets)[1] for i in range(7)]
+    for l, G in enumerate(whole):
+        want = sum(np.float64(w[i]) * parts[i][l].astype(np.float64) for i in range(7))
+        np.testing.assert_allclose(G, want, rtol=1e-5, atol=1e-6, err_msg=f"matrix {l}")
 
 
 def test_gradients_float32_close_to_float64_finite_differences(backend):

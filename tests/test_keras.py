@@ -19,16 +19,18 @@ from fastmlp.datasets import load_digits
 from fastmlp.experiments.keras_models import (KerasTwin, blog_cnn, blog_mlp, keras_twin,
                                               mnist_for_keras)
 
-from _reference import random_problem
+from _reference import dense_targets, random_problem, sample_weights
 
 
-def steps_in_lockstep(backend, twin, X, Y, B, rates):
+def steps_in_lockstep(backend, twin, X, Y, B, rates, sample_weight=None):
     """One fastmlp backend step and one twin step per rate, on consecutive
-    batches of B rows; the batch costs (before each step) must agree."""
+    batches of B rows (weighted by their sample weights, if any); the batch
+    costs (before each step) must agree."""
     for s, lr in enumerate(rates):
         idx = np.arange(s * B, (s + 1) * B)
         cost, reg, _ = backend.train_batch(idx, lr)
-        t_cost = twin.train_step(X[idx], Y[idx], lr)
+        w = None if sample_weight is None else sample_weight[idx]
+        t_cost = twin.train_step(X[idx], Y[idx], lr, w)
         assert cost + reg == pytest.approx(t_cost, rel=1e-4)
 
 
@@ -94,6 +96,59 @@ def test_gradients_equal_gradient_tape(backend, l2, l1, activation, output):
     assert reg == pytest.approx(t_reg, rel=1e-4, abs=1e-8)
     for l, (g, t) in enumerate(zip(grads, t_grads)):
         np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5, err_msg=f"layer {l}")
+
+
+#: (output, kind of targets, weighted): regression (identity + squared
+#: error), multilabel (dense sigmoid targets) and weighted label targets
+TARGETS_AND_WEIGHTS = [("identity", "regression", False), ("identity", "regression", True),
+                       ("sigmoid", "multilabel", False), ("sigmoid", "multilabel", True),
+                       ("sigmoid", "labels", True), ("softmax", "labels", True)]
+
+
+@pytest.mark.parametrize("output,kind,weighted", TARGETS_AND_WEIGHTS)
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_regression_and_weighted_gradients_equal_gradient_tape(backend, output, kind,
+                                                               weighted, activation):
+    """backends.loss_and_gradients with dense targets or sample weights
+    against tf.GradientTape on the twin's loss (1/2 sum (a - y)^2 for the
+    identity output; each sample's term times its weight)."""
+    layers, n = (20, 12, 8, 4), 64
+    weights, X, Y = random_problem(layers, batch=n, seed=5)
+    targets = "labels" if kind == "labels" else "dense"
+    if targets == "dense":
+        Y = dense_targets(kind, n, layers[-1], 5)
+    w = sample_weights(n, 5) if weighted else None
+    config = backends.BackendConfig(activation=activation, output=output, l2=0.05, l1=0.02,
+                                    targets=targets, sample_weight=w)
+    cost, reg, grads = backends.loss_and_gradients(backend, weights, X, Y, config)
+    twin = KerasTwin(weights, l2=0.05, l1=0.02, activation=activation, output=output)
+    t_cost, t_reg, t_grads = twin.gradients(X, Y, w)
+    assert cost == pytest.approx(t_cost, rel=1e-4)
+    assert reg == pytest.approx(t_reg, rel=1e-4)
+    for l, (g, t) in enumerate(zip(grads, t_grads)):
+        np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5, err_msg=f"layer {l}")
+
+
+@pytest.mark.parametrize("output,kind,weighted", TARGETS_AND_WEIGHTS)
+def test_regression_and_weighted_steps_equal_keras_steps(backend, output, kind, weighted):
+    """Ten steps with fastmlp's momentum rule from the same weights, over the
+    same batches: the twin's weights (its loss weighted per sample too)."""
+    layers, B, steps, lr, mom = (30, 16, 10), 50, 10, 0.002, 0.5
+    weights, X, Y = random_problem(layers, batch=B * steps, seed=9)
+    targets = "labels" if kind == "labels" else "dense"
+    if targets == "dense":
+        Y = dense_targets(kind, B * steps, layers[-1], 9)
+    w = sample_weights(B * steps, 9) if weighted else None
+    state = NetworkState(layers, [W.copy() for W in weights])   # zero velocities
+    config = backends.BackendConfig(activation="tanh", output=output, l2=0.02, l1=0.001,
+                                    momentum=mom, batch_size=B, n_threads=1, targets=targets,
+                                    sample_weight=w)
+    be = backends.backend_class(backend)(X, Y, state, config)
+    twin = KerasTwin(weights, l2=0.02, l1=0.001, momentum=mom, activation="tanh",
+                     output=output)
+    steps_in_lockstep(be, twin, X, Y, B, [lr] * steps, w)
+    for l, (a, b) in enumerate(zip(state.weights, twin.weights())):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6, err_msg=f"W[{l}]")
 
 
 @pytest.mark.parametrize("steps", [1, 10])

@@ -234,6 +234,159 @@ def test_output_delta_rejects_mismatched_targets():
         ck.output_delta(rand((4, 3)), rand((4, 2)), np.empty((4, 3), np.float32))
 
 
+#: (output, targets) pairs the output layer trains on
+OUTPUT_MODES = [("sigmoid", "labels"), ("softmax", "labels"), ("identity", "labels"),
+                ("sigmoid", "dense"), ("identity", "dense")]
+
+
+def targets_for(output, targets, B, K):
+    """One-hot rows, multilabel 0/1 rows, or regression values."""
+    if targets == "labels":
+        return np.eye(K, dtype=np.float32)[rng.integers(0, K, B)]
+    if output == "sigmoid":
+        return (rng.uniform(size=(B, K)) < 0.4).astype(np.float32)
+    return rng.normal(0.0, 2.0, (B, K)).astype(np.float32)
+
+
+def outputs_for(output, B, K):
+    """Outputs such a layer gives: in [0, 1] (two saturated), or any value."""
+    if output == "identity":
+        return rand((B, K), -3.0, 3.0)
+    A = rand((B, K), 0.0, 1.0)
+    A[0, 0] = 0.0
+    A[-1, -1] = 1.0
+    return A
+
+
+@pytest.mark.parametrize("B,K", [(1, 2), (13, 10), (500, 10), (77, 3)])
+@pytest.mark.parametrize("output,targets", OUTPUT_MODES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_output_delta_of_every_target_mode_matches_numpy(B, K, output, targets, weighted):
+    A, Y = outputs_for(output, B, K), targets_for(output, targets, B, K)
+    w = rng.uniform(0.0, 3.0, B).astype(np.float32) if weighted else None
+    if weighted:
+        w[::4] = 0.0
+    want_d, got_d = np.empty_like(A), np.full_like(A, np.nan)
+    want = nb.output_delta(A, Y, want_d, np.empty_like(A), output, w, targets)
+    got = ck.output_delta(A, Y, got_d, None, output, w, targets)
+    np.testing.assert_allclose(got_d, want_d, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(want_d, (A - Y) * (1 if w is None else w[:, None]), rtol=1e-6)
+    assert got[1] == want[1]
+    assert got[0] == pytest.approx(want[0], rel=RTOL)
+    assert np.isfinite(got[0])
+
+
+@pytest.mark.parametrize("output,targets", OUTPUT_MODES)
+def test_unit_weights_give_the_unweighted_numbers_bit_for_bit(backend, output, targets):
+    """A weight of 1 multiplies exactly: the weighted pass with all weights 1
+    gives the unweighted deltas bit for bit in each backend, and in the C
+    kernels the unweighted cost too (NumPy sums the weighted terms with
+    einsum, in another order)."""
+    mod = backends.module(backend)
+    B, K = 41, 6
+    A, Y = outputs_for(output, B, K), targets_for(output, targets, B, K)
+    d0, d1 = np.empty_like(A), np.empty_like(A)
+    plain = mod.output_delta(A, Y, d0, np.empty_like(A), output, None, targets)
+    ones = mod.output_delta(A, Y, d1, np.empty_like(A), output, np.ones(B, np.float32),
+                            targets)
+    np.testing.assert_array_equal(d1, d0)
+    assert ones[1] == plain[1]
+    if backend == "compiled":
+        assert ones[0] == plain[0]
+    else:
+        assert ones[0] == pytest.approx(plain[0], rel=1e-12)
+
+
+def test_output_delta_losses_are_the_documented_ones(backend):
+    """Squared error with its 1/2, LogLoss on multilabel rows, each row's
+    term times its weight; and the dense count of correct rows."""
+    mod = backends.module(backend)
+    A = np.array([[0.9, 0.2, 0.6], [0.4, 0.7, 0.1]], np.float32)
+    Y = np.array([[1, 0, 1], [1, 1, 0]], np.float32)
+    w = np.array([2.0, 0.5], np.float32)
+    d = np.empty_like(A)
+    cost, correct = mod.output_delta(A, Y, d, np.empty_like(A), "identity", w, "dense")
+    a, y = A.astype(np.float64), Y.astype(np.float64)
+    assert cost == pytest.approx(0.5 * (w * ((a - y) ** 2).sum(axis=1)).sum(), rel=1e-6)
+    assert correct == 0
+    cost, correct = mod.output_delta(A, Y, d, np.empty_like(A), "sigmoid", w, "dense")
+    logloss = -(y * np.log(a) + (1 - y) * np.log(1 - a)).sum(axis=1)
+    assert cost == pytest.approx((w * logloss).sum(), rel=1e-6)
+    assert correct == 1                  # row 0: every label right; row 1: 0.4 < 0.5
+    np.testing.assert_allclose(d, (A - Y) * w[:, None], rtol=1e-7)
+
+
+def test_dense_targets_are_read_in_place_from_strided_rows():
+    """The compiled kernel reads a row-strided Y where it lies (row stride
+    given to the C function); the results are those of a contiguous copy."""
+    B, K = 23, 4
+    big = (rng.uniform(size=(2 * B, K + 3)) < 0.5).astype(np.float32)
+    Y = big[::2, 1:K + 1]
+    A = outputs_for("sigmoid", B, K)
+    w = rng.uniform(0.5, 2.0, B).astype(np.float32)
+    want_d, got_d = np.empty_like(A), np.empty_like(A)
+    want = nb.output_delta(A, np.ascontiguousarray(Y), want_d, np.empty_like(A), "sigmoid",
+                           w, "dense")
+    got = ck.output_delta(A, Y, got_d, None, "sigmoid", w, "dense")
+    np.testing.assert_allclose(got_d, want_d, rtol=RTOL)
+    assert got[0] == pytest.approx(want[0], rel=RTOL) and got[1] == want[1]
+
+
+@pytest.mark.parametrize("case,match", [
+    ("softmax dense", "targets='dense' with output='softmax'"),
+    ("unknown targets", "unknown targets 'onehot'"),
+])
+def test_output_delta_refuses_senseless_target_modes(backend, case, match):
+    mod = backends.module(backend)
+    A, Y = rand((4, 3), 0, 1), np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    output, targets = ("softmax", "dense") if case == "softmax dense" else ("sigmoid", "onehot")
+    with pytest.raises(ValueError, match=match):
+        mod.output_delta(A, Y, np.empty_like(A), np.empty_like(A), output, None, targets)
+
+
+@pytest.mark.parametrize("weights,match", [
+    (np.ones(5, np.float32), r"weights: must be a float32 array of shape \(4,\)"),
+    (np.ones(4, np.float64), r"weights: must be a float32 array"),
+    (np.ones((4, 1), np.float32), r"weights: must be a float32 array"),
+    (np.ones(8, np.float32)[::2], "weights: must be contiguous"),
+    (np.array([1, -0.5, 1, 1], np.float32), "weights: weights must be >= 0"),
+    (np.array([1, np.nan, 1, 1], np.float32), "weights: weights must be finite"),
+    (np.array([1, np.inf, 1, 1], np.float32), "weights: weights must be finite"),
+])
+def test_output_delta_refuses_bad_weights(weights, match):
+    A, Y = rand((4, 3), 0, 1), np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    with pytest.raises(ValueError, match=match):
+        ck.output_delta(A, Y, np.empty_like(A), None, "sigmoid", weights)
+
+
+@pytest.mark.parametrize("output,Y,match", [
+    ("sigmoid", np.full((4, 3), 1.5, np.float32), r"must lie in \[0, 1\]"),
+    ("sigmoid", np.full((4, 3), -0.1, np.float32), r"must lie in \[0, 1\]"),
+    ("identity", np.full((4, 3), np.nan, np.float32), "must be finite"),
+    ("identity", np.full((4, 3), -np.inf, np.float32), "must be finite"),
+])
+def test_output_delta_refuses_dense_targets_out_of_range(output, Y, match):
+    A = rand((4, 3), 0, 1)
+    with pytest.raises(ValueError, match="Y: dense targets .*" + match):
+        ck.output_delta(A, Y, np.empty_like(A), None, output, None, "dense")
+
+
+@pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (37, 23, 11), (129, 784, 70)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_identity_forward_adds_the_bias_and_nothing_else(B, n_in, n_out, order):
+    A = rand((B, n_in), -2, 2, order=order)
+    W = rand((n_out, 1 + n_in), -0.5, 0.5)
+    want = np.empty((B, n_out), np.float32)
+    nb.forward_layer(A, W, want, "identity")
+    got = np.full((B, n_out), np.nan, np.float32)
+    ck.forward_layer(A, W, got, "identity")
+    scale = (np.abs(A).astype(np.float64) @ np.abs(W[:, 1:]).T.astype(np.float64)).max()
+    atol = max(1e-7, 4 * np.finfo(np.float32).eps * scale)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol)
+    exact = A.astype(np.float64) @ W[:, 1:].T.astype(np.float64) + W[:, 0]
+    np.testing.assert_allclose(got, exact, rtol=1e-5, atol=atol)   # nothing squashed
+
+
 # ------------------------------------------------------------ gradient update
 @pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (9, 6, 4), (37, 23, 11), (500, 784, 70)])
 @pytest.mark.parametrize("l2,l1,mom", [(0.0, 0.0, 0.0), (0.01, 0.0, 5e-5), (0.2, 0.05, 0.9),

@@ -187,6 +187,8 @@ def test_compiled_import_check_passes_and_detects_a_tampered_registry(monkeypatc
 
 @pytest.mark.parametrize("table,key,change", [
     ("OUTPUTS", "softmax", dict(c_id=0)),                       # softmax run as a sigmoid
+    ("OUTPUTS", "identity", dict(c_id=0)),                      # regression squashed
+    ("OUTPUTS", "identity", dict(c_id=3)),                      # ... or run as a softmax
     ("OPTIMIZERS", "adam", dict(c_id=1)),                       # adam run as rmsprop
     ("ACTIVATIONS", "gelu", None),                              # a name the C code lacks
 ])
@@ -206,7 +208,7 @@ _NO_EXTENSION = r"""
 import importlib.abc, json, sys
 
 BLOCKED = {"fastmlp.backends._compiled", "fastmlp.backends._layers",
-           "fastmlp.backends._step"}
+           "fastmlp.backends._output", "fastmlp.backends._step"}
 tried = []
 
 

@@ -56,14 +56,17 @@ def loss_and_gradients(name, weights, X, Y, config):
     amounts are then the regularised gradients (one ``(n_out, 1 + n_in)``
     array per matrix, bias in column 0).  ``X`` is taken as scaled already;
     its dtype is the arithmetic's (the NumPy backend also runs in float64,
-    for gradient checks).  ``config`` gives the activation, output and
-    lambdas; its optimiser, momentum, batch size and scaling are replaced.
+    for gradient checks).  ``config`` gives the activation, output, lambdas,
+    target mode and sample weights (one per row of ``X``); its optimiser,
+    momentum, batch size and scaling are replaced.  The loss is weighted by
+    the sample weights, the regularisation is not.
     """
     copies = [np.array(W, dtype=X.dtype, order="C") for W in weights]
     state = NetworkState(tuple([X.shape[1]] + [W.shape[0] for W in copies]), copies)
     cfg = BackendConfig(activation=config.activation, output=config.output, l2=config.l2,
                         l1=config.l1, momentum=0.0, batch_size=X.shape[0],
-                        n_threads=config.n_threads, chunk_rows=config.chunk_rows)
+                        n_threads=config.n_threads, chunk_rows=config.chunk_rows,
+                        targets=config.targets, sample_weight=config.sample_weight)
     step = backend_class(name)(X, Y, state, cfg)
     cost, reg, _ = step.train_batch(np.arange(X.shape[0], dtype=np.intp), 1.0)
     return float(cost), float(reg), step.last_step()

@@ -3,10 +3,12 @@
 
 Design
 ------
-The compiled backend has three modules:
+The compiled backend has four modules:
 
 * :mod:`fastmlp.backends._layers`: the layer-level ``cdef ... noexcept nogil``
   kernels on raw pointers (forward, hidden delta, gradient, row update);
+* :mod:`fastmlp.backends._output`: the output layer's kernel (delta, cost and
+  correct rows, for label or dense targets, with or without sample weights);
 * this module: a ``def`` kernel per function of the NumPy twin
   (:mod:`fastmlp.backends._numpy`), with the same signature and meaning.
   Each checks every operand's shape, layout and alignment, raises
@@ -27,7 +29,6 @@ Outputs and weight matrices must be C-ordered; a weight matrix is
 ``(n_out, 1 + n_in)`` with the bias in column 0, its rows one after another.
 """
 
-from libc.stdint cimport int32_t
 from libc.string cimport memcpy
 
 import numpy as np
@@ -36,11 +37,11 @@ from ._interface import PHASES, PREDICT_BLOCK_ROWS
 from ._layers import (HAVE_OPENMP, OWN_GEMM_AVAILABLE, aligned_zeros, gemm_kind, max_threads,
                       network_outputs, set_own_gemm)
 
-from ._layers cimport (_Net, al1, al2, alidx, aligned, act_kind, check_lambdas, fm_opt, fm_opt_prepare,
-                       fm_output_delta, FM_SOFTMAX, forward_block, layer_forward,
-                       layer_gradient, layer_hidden_delta, layer_update_row, ld_of,
-                       n_threads_of, operand, out_kind, own_gemm, set_opt, fm_packed_width,
-                       fm_pack_weights)
+from ._layers cimport (_Net, al1, al2, alidx, aligned, act_kind, check_lambdas, fm_opt,
+                       fm_opt_prepare, forward_block, layer_forward, layer_gradient,
+                       layer_hidden_delta, layer_update_row, ld_of, n_threads_of, operand,
+                       own_gemm, set_opt, fm_packed_width, fm_pack_weights)
+from ._output cimport Targets, output_layer
 
 __all__ = ["forward_layer", "output_delta", "hidden_delta", "gradient_update",
            "regularization_cost", "network_outputs", "column_mean_var", "gather_rows",
@@ -115,36 +116,41 @@ def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A
 
 
 def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] delta_out,
-                 tmp=None, str output="sigmoid"):
-    """delta_out := A_L - Y; return (loss summed over the batch, n correct).
+                 tmp=None, str output="sigmoid", weights=None, str targets="labels"):
+    """delta_out := w (A_L - Y); return (loss summed over the batch, n correct).
 
-    The loss is the output layer's (:data:`fastmlp._registry.OUTPUTS`): for
-    sigmoid outputs LogLoss, -sum(y log a + (1 - y) log(1 - a)); for softmax
-    outputs the categorical cross-entropy, -sum(y log a).  The log's argument
-    is clipped at the smallest normal float32.  A sample is correct when the
-    first maximum of its outputs is at its target class.
+    The loss is the output layer's (:data:`fastmlp._registry.OUTPUTS`), each
+    row's term times its weight w (1 without ``weights``): LogLoss for
+    sigmoid outputs, the categorical cross-entropy -sum(y log a) for softmax
+    outputs, the squared error 1/2 sum (a - y)^2 for identity outputs.  The
+    log's argument is clipped at the smallest normal float32.  With label
+    targets a row is correct when the first maximum of its outputs is at its
+    label; with dense targets a sigmoid row is correct when every output is
+    on its target's side of 0.5, and no identity row is.  It calls
+    ``output_layer``, as the training step does (``fm_output_delta`` for
+    label targets, ``fm_output_delta_dense`` for dense ones).
 
-    A_L       : (B, K) float32, C, the output layer's   # IN
-    Y         : (B, K) float32, one-hot targets          # IN
-    delta_out : (B, K) float32, C                        # OUT
+    A_L       : (B, K) float32, C, the output layer's    # IN
+    Y         : (B, K) float32, the targets               # IN
+    delta_out : (B, K) float32, C                         # OUT
     tmp       : unused; accepted for the twin's signature
+    weights   : (B,) float32, C, or None, row i's weight  # IN
+    targets   : "labels" (one-hot Y, one label per row) or "dense" (Y itself:
+                sigmoid multilabel in [0, 1], or identity regression)
     """
     al2(A_L, "A_L"); al2(Y, "Y"); al2(delta_out, "delta_out")
-    cdef int softmax = out_kind(output) == FM_SOFTMAX
     cdef Py_ssize_t B = A_L.shape[0], K = A_L.shape[1]
     _check_shape("Y", (Y.shape[0], Y.shape[1]), (B, K))
     _check_shape("delta_out", (delta_out.shape[0], delta_out.shape[1]), (B, K))
     if K == 0:
         raise ValueError("A_L: needs at least one output column")
-    labels_arr = np.asarray(Y).argmax(axis=1).astype(np.int32)
-    cdef int32_t[::1] labels = labels_arr
+    cdef Targets t = Targets(np.asarray(Y), weights, B, K, output, targets, "weights")
     cdef long correct = 0
     cdef double cost = 0.0
     if B == 0:
         return 0.0, 0
     with nogil:
-        cost = fm_output_delta(&A_L[0, 0], &labels[0], &delta_out[0, 0], B, K, &correct,
-                               softmax)
+        cost = output_layer(&t.c, &A_L[0, 0], NULL, &delta_out[0, 0], B, &correct)
     return cost, correct
 
 

@@ -13,6 +13,8 @@ import abc
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from .._optim import Optimizer
 
 __all__ = ["BackendConfig", "Backend", "PHASES", "PREDICT_BLOCK_ROWS"]
@@ -41,6 +43,13 @@ class BackendConfig:
                  in float32, or None when X is already scaled
     chunk_rows : rows the compiled backend sends through the network at a time
     block_rows : rows per block in :meth:`Backend.predict_proba`
+    targets    : how Y is read (:mod:`fastmlp.backends._targets`): "labels",
+                 one-hot single-label rows (any output), or "dense", Y itself
+                 (sigmoid: multilabel LogLoss; identity: squared error)
+    sample_weight : None, or an (n,) float32 array of finite weights >= 0
+                 aligned with X's rows: each sample's loss term, and its output
+                 delta, times its weight (the regularisation is not weighted);
+                 read where it lies, never copied
     """
 
     activation: str = "sigmoid"
@@ -54,6 +63,8 @@ class BackendConfig:
     input_scaling: Optional[tuple] = None
     chunk_rows: int = 256
     block_rows: int = PREDICT_BLOCK_ROWS
+    targets: str = "labels"
+    sample_weight: Optional[np.ndarray] = None
 
 
 class Backend(abc.ABC):
@@ -61,7 +72,7 @@ class Backend(abc.ABC):
 
     ``Backend(X, Y, state, config)`` allocates every buffer the run needs,
     once.  ``X`` is the training input (n, n_in) and ``Y`` the targets
-    (n, K) float32; ``state`` is a :class:`fastmlp._network.NetworkState`
+    (n, K) float32, read as ``config.targets`` says; ``state`` is a :class:`fastmlp._network.NetworkState`
     whose weight and optimiser arrays the backend updates in place, and
     whose ``step`` it starts counting from.  The backend never changes X,
     Y or the layer sizes.
@@ -80,10 +91,14 @@ class Backend(abc.ABC):
         """One optimiser step on rows ``idx`` (intp array) of X at rate ``lr``.
 
         Returns ``(loss, regularisation cost, n correct)``: the batch's loss
-        summed over samples and outputs, and the regularisation cost, both
-        at the weights before the step (the regularisation cost is NaN when
-        the step made a weight NaN or infinite), and how many rows' largest
-        output was at their target's largest entry.
+        summed over samples and outputs (each sample's term times its
+        weight, with ``config.sample_weight``), and the regularisation cost,
+        both at the weights before the step (the regularisation cost is NaN
+        when the step made a weight NaN or infinite), and how many rows were
+        right: with label targets, rows whose largest output was at their
+        label; with dense targets and a sigmoid output, rows whose every
+        output was on its target's side of 0.5; with dense targets and an
+        identity output, 0.
         """
 
     @property

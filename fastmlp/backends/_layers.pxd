@@ -1,11 +1,10 @@
 # cython: language_level=3
-# Declarations shared by the compiled backend's three modules:
+# Declarations shared by the compiled backend's modules:
 #   _layers.pyx    layer-level nogil kernels and the checks of operands
+#   _output.pyx    the output layer's kernel and targets (see _output.pxd)
 #   _compiled.pyx  the checked def kernels (the NumPy twin's signatures)
 #   _step.pyx      CompiledBackend, the whole training step
 # The C primitives come from the headers in csrc/.
-
-from libc.stdint cimport int32_t
 
 
 cdef extern from "fastmlp_elementwise.h" nogil:
@@ -14,6 +13,7 @@ cdef extern from "fastmlp_elementwise.h" nogil:
         FM_TANH
         FM_RELU
         FM_SOFTMAX
+        FM_IDENTITY
         FM_SGD
         FM_RMSPROP
         FM_ADAM
@@ -31,8 +31,6 @@ cdef extern from "fastmlp_elementwise.h" nogil:
                        Py_ssize_t part_stride, int parts, const fm_opt *o)
     void fm_column_sums(float *gb, const float *d, Py_ssize_t rows, Py_ssize_t K,
                         int accumulate)
-    double fm_output_delta(const float *a, const int32_t *labels, float *delta,
-                           Py_ssize_t rows, Py_ssize_t K, long *correct, int softmax)
     void fm_gather_scale_u8(float *out, const unsigned char *X, const Py_ssize_t *idx,
                             Py_ssize_t rows, Py_ssize_t n, const float *mean,
                             const float *scale)

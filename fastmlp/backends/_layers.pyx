@@ -72,8 +72,9 @@ def _check_registry():
     """The registry's numbers must be the header's: fail at import otherwise."""
     want = {("activation", "sigmoid"): FM_SIGMOID, ("activation", "tanh"): FM_TANH,
             ("activation", "relu"): FM_RELU, ("output", "sigmoid"): FM_SIGMOID,
-            ("output", "softmax"): FM_SOFTMAX, ("optimizer", "sgd"): FM_SGD,
-            ("optimizer", "rmsprop"): FM_RMSPROP, ("optimizer", "adam"): FM_ADAM}
+            ("output", "softmax"): FM_SOFTMAX, ("output", "identity"): FM_IDENTITY,
+            ("optimizer", "sgd"): FM_SGD, ("optimizer", "rmsprop"): FM_RMSPROP,
+            ("optimizer", "adam"): FM_ADAM}
     have = {(t, n): e.c_id for t, table in (("activation", ACTIVATIONS), ("output", OUTPUTS),
                                             ("optimizer", OPTIMIZERS)) for n, e in table.items()}
     if have != want:

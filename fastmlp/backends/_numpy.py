@@ -21,7 +21,9 @@ the bias gradient to ``gb``.)
 The maths, per layer ``l`` (``L`` is the output layer)::
 
     forward   A_l = act(A_{l-1} . W_l[:, 1:]^T + W_l[:, 0])
-    output    delta_L = A_L - Y        (sigmoid + LogLoss, or softmax + cross-entropy)
+    output    delta_L = w (A_L - Y)    (sigmoid + LogLoss, softmax + cross-entropy,
+                                        identity + squared error; w the sample
+                                        weights, 1 without them)
     hidden    delta_l = (delta_{l+1} . W_{l+1}[:, 1:]) * act'(A_l)
               act' from the output: sigmoid A (1 - A), tanh 1 - A^2, relu [A > 0]
     gradient  Gw_l = delta_l^T . A_{l-1} + l2 W_l[:, 1:] + l1 sign(W_l[:, 1:])
@@ -43,6 +45,7 @@ from .._registry import activation as _activation
 from .._registry import kernel_kind
 from .._registry import output as _output
 from ._interface import PHASES, Backend as _Backend
+from ._targets import check_mode, check_sample_weight, check_targets
 
 __all__ = [
     "forward_layer",
@@ -77,39 +80,85 @@ def forward_layer(A_prev, W, A_out, activation="sigmoid"):
         A_out -= A_out.max(axis=1, keepdims=True)
         np.exp(A_out, out=A_out)
         A_out /= A_out.sum(axis=1, keepdims=True)
+    elif activation == "identity":
+        pass                             # the bias added, nothing else
     else:
         kernel_kind(activation)          # raises, naming the choices
 
 
-def output_delta(A_L, Y, delta_out, tmp, output="sigmoid"):
-    """delta_out := A_L - Y; return (loss summed over the batch, n correct).
+def output_delta(A_L, Y, delta_out, tmp, output="sigmoid", weights=None, targets="labels"):
+    """delta_out := w (A_L - Y); return (loss summed over the batch, n correct).
 
-    For sigmoid outputs the loss is LogLoss; for softmax outputs it is the
-    categorical cross-entropy -sum(y log a), whose gradient with respect to
-    the output layer's input is the same A_L - Y.
+    The loss is the output layer's (:data:`fastmlp._registry.OUTPUTS`), each
+    row's term times its weight w (1 without ``weights``): LogLoss for
+    sigmoid outputs, the categorical cross-entropy -sum(y log a) for softmax
+    outputs, the squared error 1/2 sum (a - y)^2 for identity outputs.  For
+    each, the gradient with respect to the output layer's input is A_L - Y.
 
     A_L       : (B, K) float32, the output layer's    # IN
-    Y         : (B, K) float32, one-hot targets      # IN
-    delta_out : (B, K) float32                       # OUT
-    tmp       : (B, K) float32 scratch               # OUT (clobbered)
+    Y         : (B, K) float32, the targets           # IN
+    delta_out : (B, K) float32                        # OUT
+    tmp       : (B, K) float32 scratch                # OUT (clobbered)
+    weights   : (B,) float32 or None, row i's weight  # IN
+    targets   : "labels" (one-hot Y, one label per row) or "dense" (Y itself:
+                sigmoid multilabel in [0, 1], or identity regression)
 
-    LogLoss is -sum(y log a + (1 - y) log(1 - a)); with one-hot ``Y`` each
-    term is log(a) where y = 1 and log(1 - a) where y = 0.  The argument of
-    the log is clipped at the smallest normal float32, so a saturated output
-    gives a large finite cost instead of inf.  A sample is correct when the
-    first maximum of its outputs is at its target class.
+    With label targets, LogLoss's terms are log(a) where y = 1 and
+    log(1 - a) where y = 0, and a row is correct when the first maximum of
+    its outputs is at its label.  With dense targets, LogLoss is
+    -sum(y log a + (1 - y) log(1 - a)) and a sigmoid row is correct when
+    every output is on its target's side of 0.5 (a > 0.5 exactly where
+    y > 0.5); no identity row is.  The argument of every log is clipped at
+    the smallest normal float32, so a saturated output gives a large finite
+    cost instead of inf.
     """
+    output = check_mode(output, targets)
+    w = None if weights is None else weights[:, None]
     np.subtract(A_L, Y, out=delta_out)
-    if output == "softmax":
-        tmp[...] = 1.0                   # log 1 = 0 off the target class
-    else:
+    if output == "identity":
+        cost = 0.5 * _weighted_sum(delta_out, delta_out, weights)
+    elif targets == "dense":
+        # y log a, then (1 - y) log(1 - a), with delta_out as scratch for 1 - y
+        np.maximum(A_L, _TINY, out=tmp)
+        np.log(tmp, out=tmp)
+        tmp *= Y
+        cost = -_weighted_sum(tmp, None, weights)
         np.subtract(1.0, A_L, out=tmp)
-    np.copyto(tmp, A_L, where=Y > 0.5)
-    np.maximum(tmp, _TINY, out=tmp)
-    np.log(tmp, out=tmp)
-    cost = -float(tmp.sum(dtype=np.float64))
-    correct = int(np.count_nonzero(A_L.argmax(axis=1) == Y.argmax(axis=1)))
+        np.maximum(tmp, _TINY, out=tmp)
+        np.log(tmp, out=tmp)
+        np.subtract(1.0, Y, out=delta_out)
+        tmp *= delta_out
+        cost -= _weighted_sum(tmp, None, weights)
+        np.subtract(A_L, Y, out=delta_out)
+    else:
+        if output == "softmax":
+            tmp[...] = 1.0               # log 1 = 0 off the target class
+        else:
+            np.subtract(1.0, A_L, out=tmp)
+        np.copyto(tmp, A_L, where=Y > 0.5)
+        np.maximum(tmp, _TINY, out=tmp)
+        np.log(tmp, out=tmp)
+        cost = -_weighted_sum(tmp, None, weights)
+    if w is not None:
+        delta_out *= w
+    if targets == "labels":
+        correct = int(np.count_nonzero(A_L.argmax(axis=1) == Y.argmax(axis=1)))
+    elif output == "sigmoid":
+        correct = int(np.count_nonzero(((A_L > 0.5) == (Y > 0.5)).all(axis=1)))
+    else:
+        correct = 0
     return cost, correct
+
+
+def _weighted_sum(T, U, weights):
+    """sum_ij T_ij U_ij w_i in float64 (U and w left out when None).  With
+    neither, T's own float64 sum: the unweighted numbers stay bit for bit
+    those from before sample weights existed."""
+    if U is None and weights is None:
+        return float(T.sum(dtype=np.float64))
+    ops = [T] + ([] if U is None else [U]) + ([] if weights is None else [weights])
+    spec = ",".join(["ij"] * (1 if U is None else 2) + ([] if weights is None else ["i"]))
+    return float(np.einsum(spec + "->", *ops, dtype=np.float64))
 
 
 def hidden_delta(delta_next, W_next, A, delta_out, tmp, activation="sigmoid"):
@@ -269,7 +318,10 @@ class NumpyBackend(_Backend):
     X is scaled once, here, into a float32 copy (the blog series' form);
     without it, X is used as it is and sets, with the weights, the dtype of
     the arithmetic.  ``config.n_threads`` is ignored: NumPy's only threads
-    are BLAS's, which the caller limits (:meth:`thread_plan`).
+    are BLAS's, which the caller limits (:meth:`thread_plan`).  Y is read as
+    ``config.targets`` says (dense targets in another dtype than the
+    arithmetic's are converted once, here); ``config.sample_weight`` is
+    kept as it is, and each batch's weights are gathered into a buffer.
 
     All buffers are allocated here, once; :meth:`train_batch` only writes
     into leading row slices of them.
@@ -291,6 +343,10 @@ class NumpyBackend(_Backend):
         self.partial_update = False
         self.activation = _activation(config.activation).name
         self.output = _output(config.output).name
+        self.targets = config.targets
+        K = weights[-1].shape[0]
+        check_targets(Y, X.shape[0], K, self.output, self.targets)
+        self.sample_weight = check_sample_weight(config.sample_weight, X.shape[0])
         if config.input_scaling is not None:
             # the blog series' form: one scaled float32 copy of the whole training set
             mean, scale = config.input_scaling
@@ -303,8 +359,11 @@ class NumpyBackend(_Backend):
         self.momentum = float(config.momentum)
         B = int(config.batch_size)
         dt = weights[0].dtype          # float32 in training; float64 in gradient checks
+        if self.targets == "dense":
+            self.Y = Y = np.asarray(Y, dtype=dt)
         self._Xb = np.empty((B, X.shape[1]), dt)
         self._Yb = np.empty((B, Y.shape[1]), dt)
+        self._wb = None if self.sample_weight is None else np.empty(B, np.float32)
         self._A = [np.empty((B, W.shape[0]), dt) for W in weights]
         self._D = [np.empty((B, W.shape[0]), dt) for W in weights]
         self._T = [np.empty((B, W.shape[0]), dt) for W in weights]
@@ -351,6 +410,10 @@ class NumpyBackend(_Backend):
         # mode="raise" gathers into a hidden temporary before copying to out
         np.take(self.X, idx, axis=0, out=Xb, mode="clip")
         np.take(self.Y, idx, axis=0, out=Yb, mode="clip")
+        wb = None
+        if self._wb is not None:
+            wb = self._wb[:b]
+            np.take(self.sample_weight, idx, out=wb, mode="clip")
         t1 = perf_counter()
         Ws = self.weights
         A = [Xb] + [a[:b] for a in self._A]
@@ -360,7 +423,7 @@ class NumpyBackend(_Backend):
         for l, W in enumerate(Ws):
             forward_layer(A[l], W, A[l + 1], self.output if l == last else self.activation)
         t2 = perf_counter()
-        cost, correct = output_delta(A[-1], Yb, D[-1], T[-1], self.output)
+        cost, correct = output_delta(A[-1], Yb, D[-1], T[-1], self.output, wb, self.targets)
         reg = 0.0
         if self.l2 > 0.0 or self.l1 > 0.0:
             for W in Ws:

@@ -30,9 +30,10 @@ from ._interface import Backend as _Backend
 from ._layers import HAVE_OPENMP, aligned_zeros, max_threads, network_outputs
 
 from ._layers cimport (_Net, alidx, check_lambdas, fm_gather_scale_f32, fm_gather_scale_f64,
-                       fm_gather_scale_u8, fm_opt, fm_opt_prepare, fm_output_delta,
-                       FM_SOFTMAX, layer_gradient, layer_hidden_delta, layer_update_row,
-                       n_threads_of, net_forward, now, r16, set_opt)
+                       fm_gather_scale_u8, fm_opt, fm_opt_prepare, layer_gradient,
+                       layer_hidden_delta, layer_update_row, n_threads_of, net_forward, now,
+                       r16, set_opt)
+from ._output cimport Targets, output_layer
 
 __all__ = ["CompiledBackend"]
 
@@ -57,11 +58,17 @@ cdef class CompiledBackend:
     ``CompiledBackend(X, Y, state, config)``: X (n, n_in) is a C-ordered
     uint8, float32 or float64 array, used where it lies (never copied);
     ``config.input_scaling`` is applied to each row as it is gathered,
-    ``(x - mean) / scale`` in float32.  Y (n, K) float32 holds one-hot
-    targets.  The weights and optimiser state of ``state`` are updated in
-    place.  ``config.n_threads`` is the number of row slices per batch
-    (None: OpenMP's default, i.e. all cores) and ``config.chunk_rows`` the
-    rows a slice sends through the network at a time.
+    ``(x - mean) / scale`` in float32.  Y (n, K) float32 holds the targets,
+    read as ``config.targets`` says: one-hot rows of which only each row's
+    label is kept, or dense rows read where they lie (copied once only when
+    Y is not an aligned float32 array with unit column stride).
+    ``config.sample_weight`` is read where it lies, never copied.  The
+    output layer reads each row's target and weight through the batch's
+    indices (:mod:`fastmlp.backends._output`).  The weights and optimiser
+    state of ``state`` are updated in place.  ``config.n_threads`` is the
+    number of row slices per batch (None: OpenMP's default, i.e. all cores)
+    and ``config.chunk_rows`` the rows a slice sends through the network at
+    a time.
 
     Every buffer is allocated here, once.  Each slice owns a chunk's worth of
     inputs, layer outputs and deltas (``chunk_rows`` rows, C-ordered) and a
@@ -80,8 +87,7 @@ cdef class CompiledBackend:
     cdef int x_kind                 # 0 float32, 1 uint8, 2 float64
     cdef const float *x_mean        # scaling applied while gathering, or NULL
     cdef const float *x_scale
-    cdef const int32_t *labels
-    cdef int32_t *batch_labels
+    cdef readonly Targets target_data   # the targets and sample weights, where they lie
     cdef float *A0
     cdef float **A
     cdef float **D
@@ -131,8 +137,8 @@ cdef class CompiledBackend:
         self.net = _Net(weights, X.shape[1], True, config.activation, config.output)
         cdef int L = self.net.L, l
         cdef Py_ssize_t K = self.net.n_out[L - 1]
-        if Y.shape != (X.shape[0], K):
-            raise ValueError(f"Y: expected shape {(X.shape[0], K)}, got {Y.shape}")
+        self.target_data = Targets(Y, config.sample_weight, X.shape[0], K, config.output,
+                                   config.targets)
         if len(velocities) != L:
             raise ValueError(f"velocities: expected {L} matrices, got {len(velocities)}")
         self.Bmax = int(config.batch_size)
@@ -155,13 +161,10 @@ cdef class CompiledBackend:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.CH = min(int(chunk_rows), (self.Bmax + self.T - 1) // self.T)
         self.n_rows = X.shape[0]
-        labels = np.ascontiguousarray(np.asarray(Y).argmax(axis=1), dtype=np.int32)
-        cdef const int32_t[::1] lab = labels
-        self.labels = &lab[0]
 
         f32 = np.float32
         T = self.T
-        keep = [X, labels, weights, velocities, states2]
+        keep = [X, weights, velocities, states2]
         cdef const float[::1] sm, ss
         input_scaling = config.input_scaling
         if input_scaling is not None or self.x_kind != 0:
@@ -204,8 +207,6 @@ cdef class CompiledBackend:
         CH = self.CH
         m1 = buf(T * r16(CH * self.net.n_in[0]))
         self.A0 = &m1[0]
-        mi = buf(T * r16(CH), np.int32)
-        self.batch_labels = &mi[0]
         for l in range(L):
             n_out, n_in = self.net.n_out[l], self.net.n_in[l]
             m1 = buf(T * r16(CH * n_out))
@@ -358,9 +359,8 @@ cdef class CompiledBackend:
             self.phase[4] += now() - t0
         return cost, reg, correct
 
-    cdef void _gather(self, float *A0, int32_t *labs, const Py_ssize_t *idx,
-                      Py_ssize_t rows) noexcept nogil:
-        """A0 := the scaled input rows idx[0:rows]; labs := their labels."""
+    cdef void _gather(self, float *A0, const Py_ssize_t *idx, Py_ssize_t rows) noexcept nogil:
+        """A0 := the scaled input rows idx[0:rows]."""
         cdef Py_ssize_t i, n0 = self.net.n_in[0]
         if self.x_mean == NULL:
             for i in range(rows):
@@ -374,8 +374,6 @@ cdef class CompiledBackend:
         else:
             fm_gather_scale_f64(A0, <const double *>self.X, idx, rows, n0,
                                 self.x_mean, self.x_scale)
-        for i in range(rows):
-            labs[i] = self.labels[idx[i]]
 
     cdef void _slice(self, int s, int T, const Py_ssize_t *idx, Py_ssize_t b) noexcept nogil:
         """Gather, forward, deltas and partial gradient of row slice s of T.
@@ -391,7 +389,6 @@ cdef class CompiledBackend:
         cdef int n0 = self.net.n_in[0], n_in, n_out, K = self.net.n_out[L - 1]
         cdef float *scratch = self.scratch + s * r16(self.net.widest)
         cdef float *A0 = self.A0 + s * r16(CH * n0)
-        cdef int32_t *labs = self.batch_labels + s * r16(CH)
         cdef const float *A_prev
         cdef double t0 = now(), t1
         self.slice_cost[8 * s] = 0.0
@@ -399,7 +396,7 @@ cdef class CompiledBackend:
         c0 = r0
         while c0 < r1:
             rows = min(CH, r1 - c0)
-            self._gather(A0, labs, idx + c0, rows)
+            self._gather(A0, idx + c0, rows)
             if s == 0:
                 t1 = now(); self.phase[0] += t1 - t0; t0 = t1
             # forward
@@ -411,11 +408,11 @@ cdef class CompiledBackend:
                 A_prev = self.A[l] + s * r16(CH * n_out)
             if s == 0:
                 t1 = now(); self.phase[1] += t1 - t0; t0 = t1
-            # output delta, cost and accuracy of the chunk
-            self.slice_cost[8 * s] += fm_output_delta(self.A[L - 1] + s * r16(CH * K), labs,
-                                                      self.D[L - 1] + s * r16(CH * K), rows, K,
-                                                      &self.slice_correct[8 * s],
-                                                      self.net.c.out_act == FM_SOFTMAX)
+            # output delta, cost and accuracy of the chunk: targets and
+            # weights read through the chunk's indices
+            self.slice_cost[8 * s] += output_layer(&self.target_data.c, self.A[L - 1] + s * r16(CH * K),
+                                                   idx + c0, self.D[L - 1] + s * r16(CH * K),
+                                                   rows, &self.slice_correct[8 * s])
             # hidden deltas: D_{l-1} = (D_l . W_l[:, 1:]) * act'(A_{l-1})
             for l in range(L - 1, 0, -1):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]

@@ -18,7 +18,8 @@ raises ImportError with the install hint when it is missing
   optimiser that takes the same steps, for ``model.fit``: the Keras side of
   the benchmark's equal-terms comparison.
 * :class:`KerasTwin` / :func:`keras_twin` -- the same network as a fastmlp
-  model, with its current weights, its scaling, the summed LogLoss with its
+  model, with its current weights, its scaling, its summed loss (LogLoss,
+  cross-entropy or squared error, optionally weighted per sample) with its
   regularisation and its momentum rule, computed by TensorFlow.  The tests use
   it to check fastmlp's gradients, training steps and predictions.
 """
@@ -177,10 +178,14 @@ class KerasTwin:
                                                  ``keras.optimizers`` classes
 
     ``model`` is a ``keras.Sequential`` of Dense layers (``activation`` in the
-    hidden layers, sigmoid at the output) whose kernel
-    is ``W[:, 1:].T`` and bias ``W[:, 0]``.  The loss is fastmlp's: binary
-    cross-entropy summed over outputs and samples plus ``l2/2 sum W^2 + l1
-    sum |W|`` over the kernels.  :meth:`train_step` applies fastmlp's
+    hidden layers, ``output`` at the output: sigmoid, softmax, or identity as
+    Keras's "linear") whose kernel is ``W[:, 1:].T`` and bias ``W[:, 0]``.
+    The loss is fastmlp's, summed over outputs and samples: binary
+    cross-entropy (sigmoid; one-hot or multilabel targets), categorical
+    cross-entropy (softmax) or the squared error ``1/2 sum (a - y)^2``
+    (identity), each sample's term times its weight when
+    ``sample_weight`` is given; plus ``l2/2 sum W^2 + l1 sum |W|`` over the
+    kernels (not weighted).  :meth:`train_step` applies fastmlp's
     momentum rule ``W -= lr G + momentum dW_prev`` with plain TensorFlow ops
     for "sgd", and ``keras.optimizers.RMSprop`` / ``Adam`` for "rmsprop" /
     "adam", so those two are checked against Keras's implementation.
@@ -196,6 +201,7 @@ class KerasTwin:
         layers = [keras.Input((weights[0].shape[1] - 1,))]
         for i, W in enumerate(weights):
             act = output if i == len(weights) - 1 else activation
+            act = "linear" if act == "identity" else act
             layers.append(keras.layers.Dense(W.shape[0], activation=act))
         self.model = keras.Sequential(layers)
         for layer, W in zip(self.model.layers, weights):
@@ -225,7 +231,7 @@ class KerasTwin:
             X = (X - self.mean) / self.scale
         return X
 
-    def _loss(self, Xs, Y):
+    def _loss(self, Xs, Y, sample_weight=None):
         tf = self._tf
         A = tf.convert_to_tensor(Xs)
         layers = self.model.layers
@@ -233,9 +239,18 @@ class KerasTwin:
             A = layer(A)
         logits = tf.matmul(A, layers[-1].kernel) + layers[-1].bias
         if self.output == "softmax":
-            data = tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(labels=Y, logits=logits))
+            terms = tf.nn.softmax_cross_entropy_with_logits(labels=Y, logits=logits)
+        elif self.output == "identity":
+            terms = 0.5 * tf.square(logits - Y)
         else:
-            data = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=Y, logits=logits))
+            terms = tf.nn.sigmoid_cross_entropy_with_logits(labels=Y, logits=logits)
+        if sample_weight is None:
+            data = tf.reduce_sum(terms)
+        else:
+            if len(terms.shape) == 2:                     # one term per output
+                terms = tf.reduce_sum(terms, axis=1)
+            w = tf.convert_to_tensor(np.asarray(sample_weight, np.float32))
+            data = tf.reduce_sum(w * terms)
         reg = tf.constant(0.0)
         for layer in layers:
             if self.l2 > 0:
@@ -244,29 +259,32 @@ class KerasTwin:
                 reg += self.l1 * tf.reduce_sum(tf.abs(layer.kernel))
         return data, reg
 
-    def _tape(self, Xs, Y):
-        """(LogLoss, regularisation, d(total)/d(variables)) by tf.GradientTape."""
+    def _tape(self, Xs, Y, sample_weight=None):
+        """(loss, regularisation, d(total)/d(variables)) by tf.GradientTape."""
         tf = self._tf
         Y = tf.convert_to_tensor(np.asarray(Y, np.float32))
         with tf.GradientTape() as tape:
-            data, reg = self._loss(Xs, Y)
+            data, reg = self._loss(Xs, Y, sample_weight)
             total = data + reg
         return data, reg, tape.gradient(total, self._vars)
 
-    def gradients(self, Xs, Y):
-        """(LogLoss, regularisation, gradients in fastmlp layout) for the
-        scaled batch ``Xs`` and one-hot targets ``Y``, by tf.GradientTape."""
-        data, reg, grads = self._tape(Xs, Y)
+    def gradients(self, Xs, Y, sample_weight=None):
+        """(loss, regularisation, gradients in fastmlp layout) for the scaled
+        batch ``Xs`` and targets ``Y`` (one-hot, multilabel or regression
+        rows), each sample weighted by ``sample_weight`` (None: 1), by
+        tf.GradientTape."""
+        data, reg, grads = self._tape(Xs, Y, sample_weight)
         out = []
         for gk, gb in zip(grads[0::2], grads[1::2]):
             out.append(np.column_stack([gb.numpy(), gk.numpy().T]).astype(np.float32))
         return float(data), float(reg), out
 
-    def train_step(self, Xs, Y, lr):
-        """One optimiser step on the batch at rate ``lr``; for "sgd"
-        fastmlp's rule dW = lr G; W -= dW + momentum dW_prev; dW_prev = dW.
-        Returns the batch cost before the step."""
-        data, reg, grads = self._tape(Xs, Y)
+    def train_step(self, Xs, Y, lr, sample_weight=None):
+        """One optimiser step on the batch at rate ``lr`` (samples weighted by
+        ``sample_weight``, None: 1); for "sgd" fastmlp's rule dW = lr G;
+        W -= dW + momentum dW_prev; dW_prev = dW.  Returns the batch cost
+        before the step."""
+        data, reg, grads = self._tape(Xs, Y, sample_weight)
         if self._opt is not None:
             self._opt.learning_rate = float(lr)
             self._opt.apply_gradients(zip(grads, self._vars))
@@ -283,7 +301,7 @@ class KerasTwin:
                 for layer in self.model.layers]
 
     def predict_outputs(self, X):
-        """Sigmoid outputs for raw (unscaled) X."""
+        """The output layer's outputs for raw (unscaled) X."""
         return self.model(self.transform(X), training=False).numpy()
 
 
