@@ -31,6 +31,7 @@ import json
 import math
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -143,9 +144,12 @@ def _get(npz, key, name):
 
 # What a damaged zip or .npy inside it can raise while being read; any of
 # these becomes a ModelFileError (the fuzz test flips bytes to find them).
+# NumPy parses a .npy header with ast.literal_eval, after tokenize: a flipped
+# byte there can raise tokenize.TokenError (not a SyntaxError) on Python 3.11.
 _READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
                 NotImplementedError, RuntimeError, KeyError, TypeError, IndexError,
-                OverflowError, MemoryError, UnicodeDecodeError)
+                OverflowError, MemoryError, UnicodeDecodeError, SyntaxError,
+                tokenize.TokenError)
 
 
 def read(path):
