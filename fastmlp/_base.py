@@ -263,6 +263,7 @@ class BaseMLP(BaseEstimator):
         model._set_outputs(contents.classes)
         model._set_network(contents.state)
         model.mean_, model.scale_ = contents.mean, contents.scale
+        model.validation_scores_ = None        # not saved, like the history
         if contents.feature_names is not None:
             model.feature_names_in_ = np.asarray(contents.feature_names, dtype=object)
         return model

@@ -27,7 +27,7 @@ def hold_out(X, y, fraction, strata, random_state):
         labels, counts = np.unique(strata, return_counts=True)
         k = len(labels)
         if counts.min() < 2:
-            raise ValueError(f"early_stopping: class {labels[counts.argmin()]!r} has only 1 "
+            raise ValueError(f"early_stopping: class {labels[counts.argmin()].tolist()!r} has only 1 "
                              "sample, but the stratified validation split needs at least 2 of "
                              "every class (pass validation_data instead)")
         if n_val < k:
