@@ -157,13 +157,12 @@ class BaseMLP(BaseEstimator):
                                  f"model has {self.n_features_in_}; set warm_start=False to "
                                  "fit a new network")
             self._check_outputs(y, "warm_start: ")
-        else:
-            n_outputs = self._outputs_for(y)
         val = self._check_validation(validation_data, X.shape[1])
+        y_all = y
         if p["early_stopping"] and val is None:
             X, y, val = self._hold_out(X, y)
-        if not warm:
-            self._start(X.shape[1], n_outputs)
+        if not warm:               # the model changes only once the data are accepted
+            self._start(X.shape[1], self._outputs_for(y_all))
         src = training_source(X)
         if not warm:
             self.mean_, self.scale_ = fit_scaling(src, p["scaling"])

@@ -294,26 +294,28 @@ class Trainer:
             record["epoch_time"] = t2 - t0
             record["phases"] = dict(backend.phase_seconds, prediction=t2 - t1)
             history._append(state.epochs - 1, costs, share, **record)
-            verdict = None if monitor is None else self._watch(monitor, schedule, record, best)
+            notes = []
+            verdict = (None if monitor is None
+                       else self._watch(monitor, schedule, record, best, notes))
             if callback is not None:
                 why = _ask(callback, state.epochs - 1, None, n_batches, record)
             if self.verbose:
-                print(format_epoch(state.epochs - 1, record), flush=True)
+                for line in [format_epoch(state.epochs - 1, record)] + notes:
+                    print(line, flush=True)
             if why is not None:
                 self._stop_record("callback", n_batches, costs, epoch=state.epochs - 1, how=why)
                 break
             if verdict is not None:
-                if self.verbose:
-                    print(verdict["message"] + " Stopping.", flush=True)
                 self._stop_record("no improvement", n_batches, costs, epoch=state.epochs - 1,
                                   **verdict)
                 break
         if best is not None and best.steps is not None:
             self._restore_best(best, schedule)
 
-    def _watch(self, monitor, schedule, record, best):
+    def _watch(self, monitor, schedule, record, best, notes):
         """Give the epoch's record to the monitor; keep the state of a new best
-        epoch; on a plateau lower the rate, or return why training stops."""
+        epoch; on a plateau lower the rate, or return why training stops.
+        What it did goes to ``notes`` (printed when verbose)."""
         state = self.state
         if monitor.update(record.get(monitor.key, float("nan")), state.epochs - 1) \
                 and best is not None:
@@ -324,9 +326,7 @@ class Trainer:
             message = monitor.describe()
             if schedule.reduce():
                 monitor.reset()
-                if self.verbose:
-                    print(f"{message}.  Learning rate now {schedule.rate(state.epochs):g}.",
-                          flush=True)
+                notes.append(f"{message}.  Learning rate now {schedule.rate(state.epochs):g}.")
             else:
                 if schedule.name == "adaptive":
                     message += (f", and the learning rate {record['learning_rate']:g} is at "
@@ -335,6 +335,7 @@ class Trainer:
                                best_epoch=monitor.best_epoch, tol=monitor.tol,
                                n_iter_no_change=monitor.n_iter_no_change,
                                learning_rate=record["learning_rate"], message=message + ".")
+                notes.append(verdict["message"] + "  Stopping.")
         state.plateau = monitor.get_state()
         return verdict
 

@@ -499,3 +499,14 @@ def test_partial_fit_refuses_early_stopping(digits):
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
         m.partial_fit(X, y)
     assert m.n_iter_ == 1
+
+
+def test_a_refused_refit_leaves_the_fitted_model_as_it_was(digits):
+    (X, y), (Xt, _) = digits
+    m = model("compiled", epochs=1).fit(X, y)
+    before = m.predict_proba(Xt)
+    few = np.isin(y, [0, 1, 2])
+    with pytest.raises(ValueError, match="too small"):
+        m.set_params(early_stopping=True, validation_fraction=0.001).fit(X[few], y[few])
+    assert len(m.classes_) == 10
+    np.testing.assert_array_equal(m.predict_proba(Xt), before)
