@@ -8,6 +8,7 @@ The public surface:
 * :mod:`fastmlp.datasets` -- MNIST (shipped with the package), IDX files and
   scikit-learn's digits, all offline;
 * :func:`lr_schedule` -- the per-epoch learning-rate decay;
+* :class:`StopTraining` -- raise it in a fit's callback to end training there;
 * :func:`init_weights` -- the initial weights a fit starts from;
 * :func:`load` -- read a model written by ``MLPClassifier.save``;
 * :func:`plot_history` -- the blog series' training plots as a PNG;
@@ -24,9 +25,9 @@ from ._io import ModelFileError
 from ._network import NetworkState, init_weights
 from ._platform import build_info
 from ._plot import plot_history
-from ._trainer import DivergenceError, lr_schedule
+from ._trainer import DivergenceError, StopTraining, lr_schedule
 from ._version import __version__
 
-__all__ = ["MLPClassifier", "DivergenceError", "History", "NetworkState", "datasets",
+__all__ = ["MLPClassifier", "DivergenceError", "StopTraining", "History", "NetworkState", "datasets",
            "lr_schedule", "init_weights", "build_info", "load", "ModelFileError",
            "plot_history", "__version__"]

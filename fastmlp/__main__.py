@@ -136,6 +136,9 @@ def _train(args):
         raise
     elapsed = time.perf_counter() - t0
     h = model.history_
+    if h.stopped:                 # the no-improvement rule, or a divergence warned about
+        print(f"stopped early in epoch {h.stopped['epoch'] + 1}: "
+              f"{h.stopped.get('message', h.stopped['reason'])}")
     phases = h.phase_totals()
     total = sum(phases.values()) or 1.0
     print(f"layers {'-'.join(map(str, model.layers_))}, {model.n_iter_} epochs in "

@@ -21,14 +21,18 @@ from ._network import NetworkState
 from ._optim import Optimizer
 from ._registry import ACTIVATIONS, OPTIMIZERS, OUTPUTS
 from ._scaling import SCALINGS, fit_scaling, scaled_copy, training_source
-from ._trainer import BatchPlan, DivergenceError, Trainer, lr_schedule
-from ._validation import (Flag, Integer, LayerSizes, OneOf, Real, Spec, check_params, check_X,
-                          check_validation_data)
+from ._schedule import AdaptiveSchedule, DecaySchedule
+from ._split import hold_out
+from ._trainer import BatchPlan, DivergenceError, Plateau, Trainer
+from ._validation import (Flag, Fraction, Integer, LayerSizes, OneOf, Patience, Real, Spec,
+                          check_feature_names, check_params, check_X, check_validation_data,
+                          feature_names)
 
-__all__ = ["BaseMLP", "TRAIN_ACC_KINDS", "DIVERGENCE"]
+__all__ = ["BaseMLP", "TRAIN_ACC_KINDS", "DIVERGENCE", "SCHEDULES"]
 
 TRAIN_ACC_KINDS = ("batch", "full", "none")
 DIVERGENCE = ("raise", "warn")
+SCHEDULES = ("decay", "adaptive")
 
 
 class BaseMLP(BaseEstimator):
@@ -38,11 +42,14 @@ class BaseMLP(BaseEstimator):
     _parameters = {
         "hidden_layer_sizes": LayerSizes(), "activation": OneOf(ACTIVATIONS),
         "output": OneOf(OUTPUTS), "epochs": Integer(1), "batch_size": Integer(1),
-        "learning_rate": Real(positive=True), "lr_decay": Real(), "momentum": Real(),
+        "learning_rate": Real(positive=True), "lr_decay": Real(),
+        "schedule": OneOf(SCHEDULES), "momentum": Real(),
         "optimizer": OneOf(OPTIMIZERS), "rho": Real(), "beta_1": Real(), "beta_2": Real(),
         "epsilon": Real(positive=True), "l2": Real(), "l1": Real(),
         "init_factor": Real(positive=True), "shuffle": Flag(), "scaling": OneOf(SCALINGS),
         "train_accuracy": OneOf(TRAIN_ACC_KINDS), "eval_period": Integer(1),
+        "early_stopping": Flag(), "validation_fraction": Fraction(),
+        "n_iter_no_change": Patience(), "tol": Real(), "warm_start": Flag(),
         "backend": OneOf(backends.BACKENDS), "n_threads": Integer(1, optional=True),
         "divergence": OneOf(DIVERGENCE), "random_state": Spec(), "verbose": Flag(),
     }
@@ -51,11 +58,13 @@ class BaseMLP(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(70, 30), *, activation="sigmoid",
                  output="sigmoid", epochs=35, batch_size=500,
-                 learning_rate=0.001, lr_decay=1e-6, momentum=5e-5,
+                 learning_rate=0.001, lr_decay=1e-6, schedule="decay", momentum=5e-5,
                  optimizer="sgd", rho=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  l2=0.01, l1=0.0, init_factor=2.0, shuffle=True, scaling="standard",
-                 train_accuracy="batch", eval_period=1, backend="compiled",
-                 n_threads=None, divergence="raise", random_state=None, verbose=0):
+                 train_accuracy="batch", eval_period=1, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
+                 backend="compiled", n_threads=None, divergence="raise", random_state=None,
+                 verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.output = output
@@ -63,6 +72,7 @@ class BaseMLP(BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
+        self.schedule = schedule
         self.momentum = momentum
         self.optimizer = optimizer
         self.rho = rho
@@ -76,6 +86,11 @@ class BaseMLP(BaseEstimator):
         self.scaling = scaling
         self.train_accuracy = train_accuracy
         self.eval_period = eval_period
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
         self.backend = backend
         self.n_threads = n_threads
         self.divergence = divergence
@@ -84,25 +99,36 @@ class BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------ public API
     def fit(self, X, y, validation_data=None, callback=None):
-        """Train a new network on (X, y) for ``epochs`` epochs.
+        """Train a network on (X, y) for ``epochs`` epochs, or until the
+        no-improvement rule or the callback stops it.
 
         Any earlier training is discarded: the weights are drawn afresh
-        from ``random_state`` (use :meth:`partial_fit` to continue).
+        from ``random_state`` (use :meth:`partial_fit`, or ``warm_start``, to
+        continue).  With ``warm_start`` a fitted model trains ``epochs`` more
+        epochs from its weights, optimiser state, learning-rate schedule and
+        input scaling, appending to ``history_``.
 
         Parameters
         ----------
         X : array-like (n_samples, n_features)
-            Any real dtype and memory layout; never modified.
+            Any real dtype and memory layout; never modified.  A data frame
+            with string column names sets ``feature_names_in_``.
         y : array-like (n_samples,)
             The targets (for a classifier: labels of any sortable type, at
             least two classes).
         validation_data : (X_val, y_val), optional
-            Evaluated every ``eval_period`` epochs into ``history_.test_acc``.
+            Scored every epoch into ``history_.val_score`` and
+            ``history_.val_loss``, and every ``eval_period`` epochs into
+            ``history_.test_acc``.  With ``early_stopping`` these are the
+            data it watches, and nothing is held out of (X, y).
         callback : callable, optional
             Called after every batch as ``callback(epoch, batch, n_batches,
             cost)`` and after every epoch as ``callback(epoch, None,
             n_batches, record)`` with the epoch's history record (progress
-            bars, early inspection).  Epochs count from 0.
+            bars, early inspection).  Epochs count from 0.  Returning False
+            (exactly; None goes on) or raising :class:`fastmlp.StopTraining`
+            ends the fit after that batch or epoch, which returns normally;
+            ``history_.stopped`` says where.
 
         Returns
         -------
@@ -117,13 +143,30 @@ class BaseMLP(BaseEstimator):
             Passed on after the model was left with the weights of the last
             completed batch; ``history_.stopped`` says where.
         """
-        p = self._params = self._check_params()
+        p = self._check_params()
+        warm = bool(p["warm_start"]) and "_state" in self.__dict__
+        if warm:
+            self._check_unchanged(p, "warm_start: ", "set warm_start=False to fit a new network")
+        self._params = p
+        self._check_feature_names(X, reset=not warm)
         X = check_X(X)
         y = self._check_targets(y, X.shape[0])
-        self._start(X.shape[1], self._outputs_for(y))
+        if warm:
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"warm_start: X has {X.shape[1]} features, but the fitted "
+                                 f"model has {self.n_features_in_}; set warm_start=False to "
+                                 "fit a new network")
+            self._check_outputs(y, "warm_start: ")
+        val = self._check_validation(validation_data, X.shape[1])
+        y_all = y
+        if p["early_stopping"] and val is None:
+            X, y, val = self._hold_out(X, y)
+        if not warm:               # the model changes only once the data are accepted
+            self._start(X.shape[1], self._outputs_for(y_all))
         src = training_source(X)
-        self.mean_, self.scale_ = fit_scaling(src, p["scaling"])
-        self._train(src, y, p["epochs"], validation_data, callback, warn_level=3)
+        if not warm:
+            self.mean_, self.scale_ = fit_scaling(src, p["scaling"])
+        self._train(src, y, p["epochs"], val, callback, warn_level=3, new_run=True)
         return self
 
     def _partial_fit(self, X, y, outputs_from, validation_data, callback):
@@ -131,27 +174,32 @@ class BaseMLP(BaseEstimator):
         first call, and is checked against them on later calls."""
         first = not hasattr(self, "_state")
         checked = self._check_params()   # every call: a bad value set since is named
+        if checked["early_stopping"]:
+            raise ValueError("partial_fit does not support early_stopping=True (nor does "
+                             "scikit-learn): early stopping holds out part of a fit's data and "
+                             "puts back the best epoch at its end, but partial_fit trains one "
+                             "epoch per call.  Set early_stopping=False; validation_data "
+                             "still records val_score and val_loss every call")
         if not first:
-            fixed = [k for k in self._structural if checked[k] != self._params[k]]
-            if fixed:
-                raise ValueError(f"partial_fit: {', '.join(fixed)} changed since the first "
-                                 "call; they fix the network and its state (call fit to "
-                                 "start afresh)")
+            self._check_unchanged(checked, "partial_fit: ", "call fit to start afresh")
         self._params = checked           # later calls use rates, lambdas, batch size set since
+        self._check_feature_names(X, reset=first)
         X = check_X(X, n_features=None if first else self.n_features_in_)
         y = self._check_targets(y, X.shape[0])
         n_outputs = outputs_from(y)
+        val = self._check_validation(validation_data, X.shape[1])
         if first:
             self._start(X.shape[1], n_outputs)
         src = training_source(X)
         if first:
             self.mean_, self.scale_ = fit_scaling(src, checked["scaling"])
-        self._train(src, y, 1, validation_data, callback, warn_level=4)
+        self._train(src, y, 1, val, callback, warn_level=4, new_run=False)
         return self
 
     def predict_outputs(self, X):
         """Raw outputs of the output layer, (n_samples, n_outputs) float32."""
         self._check_fitted()
+        self._check_feature_names(X, reset=False)
         Xs = scaled_copy(check_X(X, n_features=self.n_features_in_), self.mean_, self.scale_)
         _, blas = self._backend_class().thread_plan(self._params["n_threads"])
         if blas is None:
@@ -169,6 +217,7 @@ class BaseMLP(BaseEstimator):
         For checking the maths (finite differences, the Keras twin).
         """
         self._check_fitted()
+        self._check_feature_names(X, reset=False)
         Xs = scaled_copy(check_X(X, n_features=self.n_features_in_), self.mean_, self.scale_)
         Y, _ = self._targets(self._check_targets(y, Xs.shape[0]))
         p = self._params
@@ -191,7 +240,8 @@ class BaseMLP(BaseEstimator):
         rs = params.get("random_state")
         if rs is not None and not isinstance(rs, (int, np.integer)):
             params["random_state"] = None   # a Generator is not data
-        return _io.save(path, params, self._state, self.classes_, self.mean_, self.scale_)
+        return _io.save(path, params, self._state, self.classes_, self.mean_, self.scale_,
+                        getattr(self, "feature_names_in_", None))
 
     @classmethod
     def _from_model_file(cls, name, contents):
@@ -212,6 +262,9 @@ class BaseMLP(BaseEstimator):
         model._set_outputs(contents.classes)
         model._set_network(contents.state)
         model.mean_, model.scale_ = contents.mean, contents.scale
+        model.validation_scores_ = None        # not saved, like the history
+        if contents.feature_names is not None:
+            model.feature_names_in_ = np.asarray(contents.feature_names, dtype=object)
         return model
 
     # --------------------------------------------------------- fitted state
@@ -234,6 +287,23 @@ class BaseMLP(BaseEstimator):
     optimizer_steps_ = property(lambda self: self._fitted_state().step,
                                 doc="Weight updates (batches) trained so far; adam's bias "
                                     "correction counts them.")
+
+    t_ = property(lambda self: self._fitted_state().samples,
+                  doc="Training samples the weight updates have used (scikit-learn's t_).")
+
+    @property
+    def best_loss_(self):
+        """Lowest training loss per sample (``history_.train_loss``) that the
+        no-improvement rule has seen; None with early stopping, as in
+        scikit-learn (see ``best_validation_score_``)."""
+        rule = self._fitted_state().plateau or {}
+        return rule.get("best") if rule.get("key") == "train_loss" else None
+
+    @property
+    def best_validation_score_(self):
+        """Best validation score of the last fit with early stopping, else None."""
+        rule = self._fitted_state().plateau or {}
+        return rule.get("best") if rule.get("key") == "val_score" else None
 
     @property
     def learning_rate_(self):
@@ -272,6 +342,48 @@ class BaseMLP(BaseEstimator):
             raise ValueError(f"{exc} (optimizer {self.optimizer!r})") from None
         return p
 
+    def _check_unchanged(self, checked, what, remedy):
+        """Refuse a change of the parameters that fix the network since it was fitted."""
+        fixed = [k for k in self._structural if checked[k] != self._params[k]]
+        if fixed:
+            raise ValueError(f"{what}{', '.join(fixed)} changed since the model was fitted; "
+                             f"they fix the network and its state ({remedy})")
+
+    def _check_feature_names(self, X, reset, name="X"):
+        """Set (``reset``) or check ``feature_names_in_`` from a data frame's columns."""
+        if reset:
+            names = feature_names(X)
+            if names is not None:
+                self.feature_names_in_ = names
+            else:
+                self.__dict__.pop("feature_names_in_", None)
+        else:
+            check_feature_names(getattr(self, "feature_names_in_", None), X,
+                                type(self).__name__, name)
+
+    def _check_validation(self, validation_data, n_features):
+        """``(X_val, y_val)`` checked (not yet scaled), or None."""
+        if validation_data is None:
+            return None
+        Xv, yv = check_validation_data(validation_data)
+        if Xv is not None:
+            self._check_feature_names(Xv, reset=False, name="validation X")
+        Xv = check_X(Xv, "validation X", n_features)
+        return Xv, self._check_targets(yv, Xv.shape[0], "validation y")
+
+    def _hold_out(self, X, y):
+        """The training part of (X, y) and the validation pair early stopping
+        holds out (:func:`fastmlp._split.hold_out`)."""
+        return hold_out(X, y, self._params["validation_fraction"], self._strata(y),
+                        self.random_state)
+
+    def _strata(self, y):
+        """Labels to stratify the early-stopping split by; None: not stratified
+        (a subclass hook, like ``_check_targets``, ``_outputs_for``,
+        ``_check_outputs``, ``_targets``, ``_score_outputs`` and
+        ``_loss_outputs``)."""
+        return None
+
     def _backend_class(self):
         return backends.backend_class(self._params["backend"])
 
@@ -287,19 +399,13 @@ class BaseMLP(BaseEstimator):
         """Adopt ``state`` as the fitted network (new, or read from a file)."""
         self._state = state
         self.layers_ = state.layers
+        self.n_layers_ = len(state.layers)
+        self.n_outputs_ = state.layers[-1]
+        self.out_activation_ = self._params["output"]
         self.n_features_in_ = state.layers[0]
         if not hasattr(self, "_rng") or self._rng is None:
             self._rng = np.random.default_rng(self.random_state)
         self.history_ = History(self._params["train_accuracy"])
-
-    def _validation(self, validation_data):
-        if validation_data is None:
-            return None
-        Xv, yv = check_validation_data(validation_data)
-        Xv = check_X(Xv, "validation X", self.n_features_in_)
-        yv = self._check_targets(yv, Xv.shape[0], "validation y")
-        _, y_eval = self._targets(yv, "validation y")
-        return scaled_copy(Xv, self.mean_, self.scale_), y_eval
 
     def _outputs(self, Xs):
         """Network outputs for scaled rows (threads as the caller set them)."""
@@ -311,14 +417,30 @@ class BaseMLP(BaseEstimator):
         cls.predict_proba(Xs, self.coefs_, out, config)
         return out
 
-    def _train(self, src, y, epochs, validation_data, callback, warn_level):
-        """``epochs`` epochs on the training source ``src`` and targets ``y``;
-        a divergence warning points ``warn_level`` frames up (the user's call)."""
+    def _train(self, src, y, epochs, val, callback, warn_level, new_run):
+        """``epochs`` epochs on the training source ``src`` and targets ``y``,
+        scored on ``val`` (checked ``(X_val, y_val)`` or None) every epoch; a
+        divergence warning points ``warn_level`` frames up (the user's call).
+        A ``new_run`` (fit) starts the no-improvement count afresh; partial_fit
+        continues it."""
         p = self._params
         Y, y_eval = self._targets(y)
-        val = self._validation(validation_data)
+        if val is not None:
+            val = (scaled_copy(val[0], self.mean_, self.scale_),
+                   self._targets(val[1], "validation y")[1])
         state, n = self._state, src.shape[0]
-        rates = lr_schedule(p["learning_rate"], p["lr_decay"], epochs, state.epochs)
+        if p["schedule"] == "adaptive":
+            schedule = AdaptiveSchedule(state, p["learning_rate"])
+        else:
+            state.next_rate = None
+            schedule = DecaySchedule(p["learning_rate"], p["lr_decay"])
+        if p["early_stopping"]:
+            monitor = Plateau("val_score", p["n_iter_no_change"], p["tol"], maximize=True,
+                              keep_best=True)
+        else:
+            prior = state.plateau if not new_run else None
+            monitor = Plateau("train_loss", p["n_iter_no_change"], p["tol"],
+                              state=prior if (prior or {}).get("key") == "train_loss" else None)
         cls = self._backend_class()
         threads, blas = cls.thread_plan(p["n_threads"])
         plan = BatchPlan(n, p["batch_size"], p["shuffle"], self._rng)
@@ -336,17 +458,25 @@ class BaseMLP(BaseEstimator):
                 if not full:
                     full.append(scaled_copy(src, self.mean_, self.scale_))
                 record["train_acc"] = self._score_outputs(self._outputs(full[0]), y_eval)
-            if val is not None and due:
-                record["test_acc"] = self._score_outputs(self._outputs(val[0]), val[1])
+            if val is not None:
+                out = self._outputs(val[0])
+                record["val_score"] = self._score_outputs(out, val[1])
+                record["val_loss"] = self._loss_outputs(out, val[1])
+                if due:
+                    record["test_acc"] = record["val_score"]
             return record
 
+        first_epoch = len(self.history_)
         with threadpool_limits(limits=blas, user_api="blas"):
             backend = cls(src, Y, state, config)
             trainer = Trainer(backend, state, self.history_, plan, p["eval_period"], evaluate,
                               callback, bool(self.verbose))
             try:
-                trainer.run(rates)
+                trainer.run(schedule, epochs, monitor)
             except DivergenceError as exc:
                 if p["divergence"] == "raise":
                     raise
                 warnings.warn(str(exc), RuntimeWarning, stacklevel=warn_level)
+            finally:
+                self.validation_scores_ = (list(self.history_.val_score[first_epoch:])
+                                           if p["early_stopping"] else None)

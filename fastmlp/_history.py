@@ -23,6 +23,8 @@ def format_epoch(epoch, record, epochs=None):
         parts.append(f"train acc {record['train_acc']:.4f}")
     if "test_acc" in record:
         parts.append(f"test acc {record['test_acc']:.4f}")
+    if "val_loss" in record:
+        parts.append(f"val loss {record['val_loss']:.4f}")
     parts += [f"lr {record['learning_rate']:.6g}", f"{record['epoch_time']:.3f} s"]
     return "  ".join(parts)
 
@@ -39,11 +41,23 @@ class History:
     Per epoch (one entry per epoch, ``nan`` where not measured):
 
     ``cost``            mean batch cost over the epoch
+    ``train_loss``      the batch costs summed over the epoch, per training
+                        sample: loss plus regularisation, the objective, as
+                        scikit-learn's ``loss_curve_`` counts it; the figure
+                        the no-improvement rule watches without early
+                        stopping
     ``reg_share``       mean relative regularisation share over the batches
     ``train_acc``       training accuracy: batch-averaged or full, see
                         ``train_acc_kind``
     ``test_acc``        accuracy on the validation data (every
                         ``eval_period`` epochs)
+    ``val_loss``        the model's loss on the validation data (held out
+                        by early stopping, or given) at the epoch's end
+                        weights, mean per sample, without regularisation;
+                        every epoch
+    ``val_score``       the estimator's score on the validation data
+                        (accuracy for the classifier), every epoch; the
+                        figure early stopping watches
     ``learning_rate``   rate used in the epoch
     ``mean_abs_weight`` mean |W| of each weight matrix (bias excluded) after
                         the epoch, a list per epoch
@@ -56,15 +70,39 @@ class History:
                         and prediction (full-set accuracy)
 
     ``stopped`` is None when the last fit or partial_fit ran to its end, else
-    a dict saying where it stopped: ``reason`` ("diverged" or
-    "interrupted"), ``epoch`` (counted from 0 over the model's life; the
-    unfinished epoch is not in the per-epoch lists), ``batches_completed``
-    and ``n_batches`` of that epoch, and the ``batch_cost`` of its completed
-    batches.  The model's weights are those after the last completed batch.
+    a dict saying where and why it stopped.  ``reason`` is
+
+    * ``"diverged"``: a cost or weight became NaN or infinite (fit raised
+      DivergenceError, or warned);
+    * ``"interrupted"``: Ctrl-C (KeyboardInterrupt, passed on);
+    * ``"callback"``: the callback returned False or raised StopTraining
+      (``how`` says which, with the exception's message);
+    * ``"no improvement"``: the no-improvement rule (``n_iter_no_change``,
+      ``tol``) ended the fit: ``monitor`` names the figure watched
+      ("val_score" with early stopping, else "train_loss"), with its
+      ``best`` value, ``best_epoch``, ``tol``, ``n_iter_no_change``, the
+      last ``learning_rate`` and a ``message``.  partial_fit, which trains
+      one epoch per call anyway, records it too: the rule says a loop of
+      calls can stop.
+
+    ``epoch`` is the epoch in which training stopped, counted from 0 over
+    the model's life, with ``batches_completed`` of its ``n_batches`` and the
+    ``batch_cost`` of those batches.  When ``batches_completed <
+    n_batches`` the epoch is unfinished and not in the per-epoch lists (a
+    divergence, an interrupt, or a callback stop after a batch); otherwise
+    it is the last epoch of the lists.  The model's weights are those after
+    the last completed batch, except after early stopping.
+
+    ``restored_epoch`` is None, or, after a fit with early stopping, the
+    epoch (from 0) whose weights and optimiser state the model was put back
+    to: the one with the best validation score.
     """
 
-    PER_EPOCH = ("cost", "reg_share", "train_acc", "test_acc", "learning_rate",
-                 "mean_abs_weight", "train_time", "eval_time", "epoch_time", "phases")
+    PER_EPOCH = ("cost", "train_loss", "reg_share", "train_acc", "test_acc", "val_loss",
+                 "val_score", "learning_rate", "mean_abs_weight", "train_time", "eval_time",
+                 "epoch_time", "phases")
+
+    restored_epoch = None     # also for histories pickled before it existed
 
     def __init__(self, train_acc_kind="batch"):
         self.train_acc_kind = train_acc_kind
@@ -72,6 +110,7 @@ class History:
         self.batch_cost = []
         self.batch_reg_share = []
         self.stopped = None
+        self.restored_epoch = None
         for key in self.PER_EPOCH:
             setattr(self, key, [])
 
@@ -91,7 +130,7 @@ class History:
         out = {"train_acc_kind": self.train_acc_kind, "epochs": list(self.epochs),
                "batch_cost": [c.tolist() for c in self.batch_cost],
                "batch_reg_share": [c.tolist() for c in self.batch_reg_share],
-               "stopped": self.stopped}
+               "stopped": self.stopped, "restored_epoch": self.restored_epoch}
         for key in self.PER_EPOCH:
             out[key] = [_plain(v) for v in getattr(self, key)]
         return out
@@ -112,8 +151,8 @@ class History:
         n_layers = max((len(w) for w in self.mean_abs_weight
                         if isinstance(w, (list, tuple))), default=0)
         phases = sorted({k for ph in self.phases if isinstance(ph, dict) for k in ph})
-        scalar = ["cost", "reg_share", "train_acc", "test_acc", "learning_rate",
-                  "train_time", "eval_time", "epoch_time"]
+        scalar = ["cost", "reg_share", "train_acc", "test_acc", "train_loss", "val_loss",
+                  "val_score", "learning_rate", "train_time", "eval_time", "epoch_time"]
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["epoch"] + scalar + [f"mean_abs_weight_{i}" for i in range(n_layers)]

@@ -19,6 +19,11 @@ A model file holds only arrays and a JSON header:
 
 Version 2 added the optimiser (its hyperparameters, ``optimizer_steps`` in
 the header and the ``S`` arrays); version 1 files, all sgd, still load.
+Four optional header fields came later within version 2, and files without
+them load as before: ``samples_seen`` (the training samples the steps used),
+``next_rate`` (the adaptive schedule's rate for the next epoch),
+``plateau`` (the no-improvement rule's best value, its epoch and count) and
+``feature_names`` (a data frame's column names seen in fit).
 
 It is read with ``allow_pickle=False``, and every shape and dtype is checked
 against the header, so a crafted file cannot run code; anything inconsistent
@@ -31,6 +36,7 @@ import json
 import math
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -61,11 +67,13 @@ class ModelFile(NamedTuple):
     classes: np.ndarray   # the output nodes' labels
     mean: np.ndarray      # input scaling, float32
     scale: np.ndarray
+    feature_names: list = None   # column names seen in fit, or None
 
 
-def save(path, params, state, classes, mean, scale):
+def save(path, params, state, classes, mean, scale, feature_names=None):
     """Write hyperparameters ``params`` (JSON-ready), a network ``state``, the
-    class labels and the input scaling to ``path`` (.npz), atomically."""
+    class labels, the input scaling and the feature names (or None) to
+    ``path`` (.npz), atomically."""
     path = os.fspath(path)
     classes = np.asarray(classes)
     if classes.dtype.kind not in "biufU":
@@ -80,7 +88,14 @@ def save(path, params, state, classes, mean, scale):
         "learning_rate_": float(state.learning_rate if state.learning_rate is not None
                                 else params["learning_rate"]),
         "optimizer_steps": int(state.step),
+        "samples_seen": int(state.samples),
     }
+    if state.next_rate is not None:
+        header["next_rate"] = float(state.next_rate)
+    if state.plateau is not None:
+        header["plateau"] = _plain_plateau(state.plateau)
+    if feature_names is not None:
+        header["feature_names"] = [str(v) for v in feature_names]
     arrays = {
         "__fastmlp__": np.frombuffer(json.dumps(header).encode(), np.uint8),
         "classes": classes, "mean": mean, "scale": scale,
@@ -125,6 +140,41 @@ def _umask():
     return mask
 
 
+def _plain_plateau(plateau):
+    best, epoch = plateau.get("best"), plateau.get("best_epoch")
+    return dict(key=str(plateau["key"]), best=None if best is None else float(best),
+                best_epoch=None if epoch is None else int(epoch), count=int(plateau["count"]))
+
+
+def _optional(header, name, layers):
+    """The optional header fields, checked: (samples, next_rate, plateau,
+    feature_names), each None when absent."""
+    samples = header.get("samples_seen")
+    samples = None if samples is None else _count(samples, "samples_seen")
+    rate = header.get("next_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                             or not math.isfinite(rate) or rate <= 0):
+        raise ValueError(f"next_rate {rate!r} is not a finite number > 0")
+    plateau = header.get("plateau")
+    if plateau is not None:
+        if not isinstance(plateau, dict) or plateau.get("key") not in ("train_loss",
+                                                                      "val_score"):
+            raise ValueError(f"plateau {plateau!r} is not a no-improvement rule's state")
+        best, epoch = plateau.get("best"), plateau.get("best_epoch")
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                                 or not math.isfinite(best)):
+            raise ValueError(f"plateau best {best!r} is not a finite number")
+        plateau = dict(key=plateau["key"], best=None if best is None else float(best),
+                       best_epoch=None if epoch is None else _count(epoch, "plateau best_epoch"),
+                       count=_count(plateau.get("count"), "plateau count"))
+    names = header.get("feature_names")
+    if names is not None and (not isinstance(names, list) or not layers
+                              or len(names) != layers[0]
+                              or not all(isinstance(v, str) for v in names)):
+        raise ValueError(f"feature_names must be {layers[:1]} strings")
+    return samples, (None if rate is None else float(rate)), plateau, names
+
+
 def _count(value, what):
     """A JSON integer >= 0 (not a bool, a float or a string)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -143,9 +193,12 @@ def _get(npz, key, name):
 
 # What a damaged zip or .npy inside it can raise while being read; any of
 # these becomes a ModelFileError (the fuzz test flips bytes to find them).
+# NumPy parses a .npy header with ast.literal_eval, after tokenize: a flipped
+# byte there can raise tokenize.TokenError (not a SyntaxError) on Python 3.11.
 _READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
                 NotImplementedError, RuntimeError, KeyError, TypeError, IndexError,
-                OverflowError, MemoryError, UnicodeDecodeError)
+                OverflowError, MemoryError, UnicodeDecodeError, SyntaxError,
+                tokenize.TokenError)
 
 
 def read(path):
@@ -192,6 +245,7 @@ def _read(name):
                 raise ValueError(f"learning_rate_ {lr_now!r} is not a finite number >= 0")
             lr_now = float(lr_now)
             steps = _count(header["optimizer_steps"], "optimizer_steps") if version >= 2 else None
+            samples, next_rate, plateau, names = _optional(header, name, layers)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{name}: header lacks or garbles {exc}") from exc
         if len(layers) < 2 or min(layers) < 1:
@@ -239,5 +293,6 @@ def _read(name):
         if extra:
             raise ModelFileError(f"{name}: unexpected arrays {sorted(extra)}")
     state = NetworkState(tuple(layers), found["W"], optimizer, found["V"],
-                         found["S"] if n_states == 2 else None, steps, n_iter, lr_now)
-    return ModelFile(params, state, classes, mean, scale)
+                         found["S"] if n_states == 2 else None, steps, n_iter, lr_now,
+                         samples or 0, next_rate, plateau)
+    return ModelFile(params, state, classes, mean, scale, names)

@@ -2,7 +2,8 @@
 
 :class:`NetworkState` is everything a training run changes and everything
 needed to continue it: the weight matrices, the optimiser's state arrays,
-the step and epoch counts and the last learning rate.  The estimator owns
+the step, sample and epoch counts, the last learning rate and the state of
+the adaptive schedule and of the no-improvement rule.  The estimator owns
 one, a backend updates its arrays in place, the trainer snapshots and
 restores them, and :mod:`fastmlp._io` writes and reads them.
 """
@@ -57,6 +58,15 @@ class NetworkState:
         Epochs completed; the learning-rate schedule counts them.
     learning_rate : float or None
         Rate of the last completed epoch (None before the first).
+    samples : int
+        Training samples the steps have used (scikit-learn's ``t_``).
+    next_rate : float or None
+        The adaptive schedule's rate for the next epoch (None when the
+        network was not trained with it, or it starts from the last rate).
+    plateau : dict or None
+        The no-improvement rule's state after the last epoch: the record
+        entry it watches (``key``), the ``best`` value, its ``best_epoch`` and
+        the ``count`` of epochs without improvement since.
     """
 
     layers: tuple
@@ -67,6 +77,9 @@ class NetworkState:
     step: int = 0
     epochs: int = 0
     learning_rate: float = None
+    samples: int = 0
+    next_rate: float = None
+    plateau: dict = None
     _names: tuple = field(init=False, repr=False)
 
     def __post_init__(self):

@@ -6,14 +6,20 @@ record -> history.  A :class:`Trainer` knows a backend only through
 :class:`fastmlp._network.NetworkState`; it knows nothing of scikit-learn or
 of the estimator.  Per epoch it
 
+* asks its schedule (:mod:`fastmlp._schedule`) for the epoch's learning rate;
 * draws the batch plan (a permutation of the samples, or their order);
 * runs every batch through ``backend.train_batch``, checking each cost;
 * on divergence or Ctrl-C, puts the network back to its last completed,
   finite step: it restores the epoch's snapshot and replays the epoch's
   earlier batches (steps are deterministic, so this is exact);
-* builds the epoch's record (cost, regularisation share, rate, timings,
-  phases, whatever the ``evaluate`` hook adds) into the :class:`History`;
-* calls the callback after every batch and every epoch.
+* builds the epoch's record (cost, training loss, regularisation share,
+  rate, timings, phases, whatever the ``evaluate`` hook adds) into the
+  :class:`History`;
+* hands the record to its :class:`Plateau` monitor, if any, which keeps the
+  best epoch's state and says when the figure it watches stopped improving:
+  the schedule then lowers the rate, or training stops;
+* calls the callback after every batch and every epoch; a callback that
+  returns False or raises :class:`StopTraining` stops training.
 """
 
 import math
@@ -22,8 +28,10 @@ import time
 import numpy as np
 
 from ._history import format_epoch
+from ._schedule import FixedRates, lr_schedule
 
-__all__ = ["Trainer", "BatchPlan", "DivergenceError", "lr_schedule"]
+__all__ = ["Trainer", "BatchPlan", "Plateau", "DivergenceError", "StopTraining",
+           "lr_schedule"]
 
 
 class DivergenceError(FloatingPointError):
@@ -33,30 +41,22 @@ class DivergenceError(FloatingPointError):
     update left every weight finite; ``history_.stopped`` says where."""
 
 
+class StopTraining(Exception):
+    """Raise it in a fit's callback to end training there.
+
+    It stops training as a callback that returns False does: after the batch
+    (or epoch) the callback was called for, keeping the weights of that last
+    completed batch (with ``early_stopping``, the best epoch's, as at any end
+    of such a fit).  Fit returns normally; ``history_.stopped`` records where,
+    with reason ``"callback"`` and the exception's message."""
+
+
 class _Diverged(Exception):
     """Internal: batch ``batch`` of the epoch gave a non-finite cost or weight."""
 
     def __init__(self, batch, cost):
         super().__init__(batch)
         self.batch, self.cost = batch, cost
-
-
-def lr_schedule(learning_rate, lr_decay, epochs, start_epoch=0):
-    """Learning rate used in each epoch, as the blog series decays it.
-
-    At the start of epoch ``e`` (counted from 0 over the model's life) the rate
-    is divided by ``1 + lr_decay * e``.  With learning_rate 0.001 and lr_decay
-    1e-6 the rate in the 35th epoch is 0.0009994051838157095, the figure the
-    blog prints.  Returns a float64 array of length ``epochs`` for epochs
-    ``start_epoch .. start_epoch + epochs - 1``.
-    """
-    rate = float(learning_rate)
-    out = np.empty(epochs)
-    for e in range(start_epoch + epochs):
-        rate /= 1.0 + lr_decay * e
-        if e >= start_epoch:
-            out[e - start_epoch] = rate
-    return out
 
 
 class BatchPlan:
@@ -81,24 +81,100 @@ class BatchPlan:
 
 
 class _Snapshot:
-    """Copies of a network's weights and optimiser state, taken at the start
-    of every epoch (about three times the weights' size); with the epoch's
-    order they let the trainer rebuild the exact state after any batch of
-    the epoch by replaying the batches before it."""
+    """Copies of a network's weights and optimiser state (about three times
+    the weights' size), with its step and sample counts.
+
+    The trainer takes one at the start of every epoch: with the epoch's order
+    it rebuilds the exact state after any batch of the epoch by replaying the
+    batches before it.  Early stopping keeps another of the best epoch, with
+    that epoch's learning rate and schedule state in ``extra``."""
 
     def __init__(self, state):
         self.arrays = state.arrays()
         self.copies = [np.empty_like(a) for a in self.arrays]     # filled by take()
-        self.steps = None
+        self.steps = self.samples = None
+        self.extra = None
 
-    def take(self, steps):
+    def take(self, steps, samples=None, **extra):
         for a, c in zip(self.arrays, self.copies):
             np.copyto(c, a)
-        self.steps = steps
+        self.steps, self.samples, self.extra = steps, samples, extra
 
     def restore(self):
         for a, c in zip(self.arrays, self.copies):
             np.copyto(a, c)
+
+
+class Plateau:
+    """scikit-learn's no-improvement rule, on one entry of the epoch records.
+
+    ``key`` names the record entry watched: ``"train_loss"`` (lower is
+    better) or ``"val_score"`` (higher is better, ``maximize=True``).  After
+    each epoch, :meth:`update` counts the epoch as one without improvement
+    when its value is not better than the best so far by at least ``tol``
+    (a NaN counts as none), else resets the count; a value better than the
+    best by any amount becomes the new best.  The rule :attr:`fired` when the
+    count exceeds ``n_iter_no_change``: scikit-learn tolerates that many
+    epochs without improvement and acts on the next one in a row.  None
+    means never.  With ``keep_best``, the trainer keeps the best epoch's
+    state and puts it back when the run ends.
+
+    :meth:`get_state` / the ``state`` argument carry ``best``, its epoch and
+    the count from one run to the next (partial_fit calls).
+    """
+
+    def __init__(self, key, n_iter_no_change, tol, maximize=False, keep_best=False,
+                 state=None):
+        self.key, self.n_iter_no_change, self.tol = key, n_iter_no_change, float(tol)
+        self.maximize, self.keep_best = maximize, keep_best
+        state = state or {}
+        self.best = state.get("best")
+        self.best_epoch = state.get("best_epoch")
+        self.count = int(state.get("count", 0))
+
+    def update(self, value, epoch):
+        """Count epoch ``epoch``'s ``value``; True when it is a new best."""
+        value = float(value)
+        if math.isnan(value):
+            self.count += 1
+            return False
+        if self.best is None:
+            improved = better = True
+        elif self.maximize:      # scikit-learn's comparisons, to the last bit
+            improved, better = not value < self.best + self.tol, value > self.best
+        else:
+            improved, better = not value > self.best - self.tol, value < self.best
+        self.count = 0 if improved else self.count + 1
+        if better:
+            self.best, self.best_epoch = value, epoch
+        return better
+
+    @property
+    def fired(self):
+        """The figure has not improved for more than n_iter_no_change epochs."""
+        return self.n_iter_no_change is not None and self.count > self.n_iter_no_change
+
+    def reset(self):
+        """Start counting afresh (after the schedule lowered the rate)."""
+        self.count = 0
+
+    def get_state(self):
+        return dict(key=self.key, best=self.best, best_epoch=self.best_epoch,
+                    count=self.count)
+
+    def describe(self):
+        what = "validation score" if self.key == "val_score" else "training loss"
+        return (f"{what} did not improve by at least tol={self.tol:g} for {self.count} "
+                f"consecutive epochs (n_iter_no_change={self.n_iter_no_change})")
+
+
+def _ask(callback, *args):
+    """Call the callback; None to go on, else why it asked to stop."""
+    try:
+        answer = callback(*args)
+    except StopTraining as exc:
+        return f"StopTraining: {exc}" if str(exc) else "StopTraining"
+    return "returned False" if answer is False else None
 
 
 class Trainer:
@@ -109,24 +185,29 @@ class Trainer:
     backend : fastmlp.backends.Backend
         Built on the data and on ``state``; updates ``state``'s arrays.
     state : fastmlp._network.NetworkState
-        Its ``step``, ``epochs`` and ``learning_rate`` are kept current after
-        every batch and epoch, also when training stops early.
+        Its ``step``, ``samples``, ``epochs`` and ``learning_rate`` are kept
+        current after every batch and epoch, also when training stops early;
+        ``plateau`` after every epoch when a monitor watches.
     history : fastmlp.History
-        Receives one record per completed epoch, and ``stopped``.
+        Receives one record per completed epoch, ``stopped`` and
+        ``restored_epoch``.
     plan : BatchPlan
     eval_period : int
         Every this many epochs (counted over the network's life), and at the
-        last epoch of a run, ``evaluate`` is asked for full-set figures.
+        last epoch of a run, ``evaluate`` is told its full-set figures are due.
     evaluate : callable, optional
         ``evaluate(due, correct) -> dict`` of extra record entries (such as
-        ``train_acc`` and ``test_acc``); ``correct`` is the epoch's count of
-        correctly predicted training rows, from the batches' own outputs.
+        ``train_acc``, ``test_acc``, ``val_loss``, ``val_score``); ``correct``
+        is the epoch's count of correctly predicted training rows, from the
+        batches' own outputs.
     callback : callable, optional
         ``callback(epoch, batch, n_batches, cost)`` after every batch and
         ``callback(epoch, None, n_batches, record)`` after every epoch;
-        epochs count from 0 over the network's life.
+        epochs count from 0 over the network's life.  Returning False
+        (exactly; None goes on) or raising :class:`StopTraining` stops
+        training after that batch or epoch.
     verbose : bool
-        Print one line per epoch.
+        Print one line per epoch, and why training stopped.
     """
 
     def __init__(self, backend, state, history, plan, eval_period=1, evaluate=None,
@@ -135,53 +216,76 @@ class Trainer:
         self.eval_period = eval_period
         self.evaluate, self.callback, self.verbose = evaluate, callback, verbose
 
-    def run(self, rates):
-        """Train one epoch per entry of ``rates`` (the learning rate of each).
+    def run(self, schedule, epochs=None, monitor=None):
+        """Train ``epochs`` epochs at the rates ``schedule`` gives, unless
+        something stops training first.
+
+        ``schedule`` is a schedule object (:mod:`fastmlp._schedule`) or a
+        list of rates, one epoch per entry (then ``epochs`` defaults to its
+        length).  ``monitor`` is an optional :class:`Plateau`: when it fires,
+        ``schedule.reduce()`` lowers the rate or, if it cannot, training stops
+        with ``history.stopped["reason"] == "no improvement"``.  A callback
+        can stop training too (reason ``"callback"``).  With a ``keep_best``
+        monitor, the network is put back to its best epoch when the run ends
+        so (every epoch run, the rule or the callback).
 
         Raises DivergenceError when a batch cost or a weight becomes NaN or
         infinite, after putting the network back to the previous step and
         recording where in ``history.stopped``; a KeyboardInterrupt passes
         through, likewise after the network was left at its last completed
-        step.
+        step.  Neither puts back the best epoch.
         """
         backend, state, plan, history = self.backend, self.state, self.plan, self.history
+        if not hasattr(schedule, "rate"):
+            schedule = FixedRates(schedule, state.epochs)
+            epochs = len(schedule.rates) if epochs is None else epochs
         callback = self.callback
-        history.stopped = None
+        history.stopped = history.restored_epoch = None
         n_batches = plan.n_batches
         costs = np.empty(n_batches)
         regs = np.empty(n_batches)
         snap = _Snapshot(state)
-        for e, rate in enumerate(rates):
+        best = _Snapshot(state) if monitor is not None and monitor.keep_best else None
+        for e in range(epochs):
+            rate = schedule.rate(state.epochs)
             backend.reset_phases()
-            snap.take(backend.step)
+            snap.take(backend.step, state.samples)
             t0 = time.perf_counter()
             order = plan.order()
             correct = 0
+            why = None
             try:
                 for b in range(n_batches):
-                    cost, reg, ok = backend.train_batch(plan.rows(order, b), rate)
+                    rows = plan.rows(order, b)
+                    cost, reg, ok = backend.train_batch(rows, rate)
                     state.step = backend.step
                     if not math.isfinite(cost + reg):
                         raise _Diverged(b, cost)
+                    state.samples += rows.shape[0]
                     costs[b] = cost + reg
                     regs[b] = reg
                     correct += ok
                     if callback is not None:
-                        callback(state.epochs, b, n_batches, cost + reg)
+                        why = _ask(callback, state.epochs, b, n_batches, cost + reg)
+                        if why is not None:
+                            break
             except _Diverged as d:
                 self._diverged(d, snap, order, rate, costs)
             except KeyboardInterrupt:
                 self._interrupted(snap, order, rate, costs)
                 raise
+            if why is not None:                   # stopped by the callback mid-epoch
+                self._stop_record("callback", b + 1, costs, how=why)
+                break
             t1 = time.perf_counter()
             state.epochs += 1
             state.learning_rate = float(rate)
             record = dict(cost=float(costs.mean()), learning_rate=state.learning_rate,
-                          train_time=t1 - t0)
+                          train_loss=float(costs.sum() / plan.n), train_time=t1 - t0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = np.where(costs > 0, regs / costs, 0.0)
             record["reg_share"] = float(share.mean())
-            due = (state.epochs % self.eval_period == 0) or e == len(rates) - 1
+            due = (state.epochs % self.eval_period == 0) or e == epochs - 1
             if self.evaluate is not None:
                 record.update(self.evaluate(due, correct))
             record["mean_abs_weight"] = [float(np.abs(W[:, 1:]).mean()) for W in state.weights]
@@ -190,10 +294,60 @@ class Trainer:
             record["epoch_time"] = t2 - t0
             record["phases"] = dict(backend.phase_seconds, prediction=t2 - t1)
             history._append(state.epochs - 1, costs, share, **record)
+            notes = []
+            verdict = (None if monitor is None
+                       else self._watch(monitor, schedule, record, best, notes))
             if callback is not None:
-                callback(state.epochs - 1, None, n_batches, record)
+                why = _ask(callback, state.epochs - 1, None, n_batches, record)
             if self.verbose:
-                print(format_epoch(state.epochs - 1, record), flush=True)
+                for line in [format_epoch(state.epochs - 1, record)] + notes:
+                    print(line, flush=True)
+            if why is not None:
+                self._stop_record("callback", n_batches, costs, epoch=state.epochs - 1, how=why)
+                break
+            if verdict is not None:
+                self._stop_record("no improvement", n_batches, costs, epoch=state.epochs - 1,
+                                  **verdict)
+                break
+        if best is not None and best.steps is not None:
+            self._restore_best(best, schedule)
+
+    def _watch(self, monitor, schedule, record, best, notes):
+        """Give the epoch's record to the monitor; keep the state of a new best
+        epoch; on a plateau lower the rate, or return why training stops.
+        What it did goes to ``notes`` (printed when verbose)."""
+        state = self.state
+        if monitor.update(record.get(monitor.key, float("nan")), state.epochs - 1) \
+                and best is not None:
+            best.take(state.step, state.samples, learning_rate=state.learning_rate,
+                      schedule=schedule.get_state(), epoch=state.epochs - 1)
+        verdict = None
+        if monitor.fired:
+            message = monitor.describe()
+            if schedule.reduce():
+                monitor.reset()
+                notes.append(f"{message}.  Learning rate now {schedule.rate(state.epochs):g}.")
+            else:
+                if schedule.name == "adaptive":
+                    message += (f", and the learning rate {record['learning_rate']:g} is at "
+                                f"or below {schedule.min_rate:g}")
+                verdict = dict(monitor=monitor.key, best=monitor.best,
+                               best_epoch=monitor.best_epoch, tol=monitor.tol,
+                               n_iter_no_change=monitor.n_iter_no_change,
+                               learning_rate=record["learning_rate"], message=message + ".")
+                notes.append(verdict["message"] + "  Stopping.")
+        state.plateau = monitor.get_state()
+        return verdict
+
+    def _restore_best(self, best, schedule):
+        """Put the network back to the best epoch's weights, optimiser state
+        and step count, learning rate and schedule state (early stopping).
+        The epoch and sample counts stay: they count the training done."""
+        best.restore()
+        self.backend.step = self.state.step = best.steps
+        self.state.learning_rate = best.extra["learning_rate"]
+        schedule.set_state(best.extra["schedule"])
+        self.history.restored_epoch = best.extra["epoch"]
 
     def _rewind(self, snap, order, done, rate):
         """Set the weights and optimiser state to those after the first
@@ -206,8 +360,9 @@ class Trainer:
             self.backend.train_batch(self.plan.rows(order, b), rate)
         self.state.step = self.backend.step
 
-    def _stop_record(self, reason, done, costs, **extra):
-        self.history.stopped = dict(reason=reason, epoch=self.state.epochs,
+    def _stop_record(self, reason, done, costs, epoch=None, **extra):
+        self.history.stopped = dict(reason=reason,
+                                    epoch=self.state.epochs if epoch is None else epoch,
                                     batches_completed=int(done),
                                     n_batches=int(self.plan.n_batches),
                                     batch_cost=[float(c) for c in costs[:done]], **extra)
@@ -235,4 +390,5 @@ class Trainer:
         if self.backend.partial_update:
             self._rewind(snap, order, done, rate)
         self.state.step = self.backend.step
+        self.state.samples = snap.samples + min(done * self.plan.batch, self.plan.n)
         self._stop_record("interrupted", done, costs)

@@ -172,6 +172,32 @@ class Real(Spec):
         return check_nonneg_float(name, value, allow_zero=not self.positive)
 
 
+class Fraction(Spec):
+    """A number strictly between 0 and 1."""
+
+    def check(self, name, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
+        return float(value)
+
+
+class Patience(Spec):
+    """An integer >= 1, or None (or infinity, scikit-learn's spelling) for never."""
+
+    def check(self, name, value):
+        if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                             and value == float("inf")):
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer >= 1 or None (never), got "
+                            f"{type(value).__name__} {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, or None to never stop early, got {value}")
+        return int(value)
+
+
 class OneOf(Spec):
     """One of a fixed set of names."""
 
@@ -212,3 +238,64 @@ def check_params(table, obj):
     """``{name: checked value}`` for every parameter in ``table`` (name -> Spec),
     read from ``obj``'s attributes, in the table's order."""
     return {name: spec.check(name, getattr(obj, name)) for name, spec in table.items()}
+
+
+# ------------------------------------------------------------- feature names
+def feature_names(X):
+    """The column names of a data frame ``X`` (pandas, polars, ...) as an
+    object array when they are all strings; None for an array, a frame
+    without columns or one whose names are not strings (as scikit-learn).
+    Mixed string and other names raise TypeError.  Imports no data-frame
+    library."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    try:
+        columns = list(columns)
+    except TypeError:
+        return None
+    if not columns:
+        return None
+    names = np.empty(len(columns), dtype=object)
+    names[:] = columns
+    kinds = sorted({type(v).__qualname__ for v in columns})
+    if len(kinds) > 1 and "str" in kinds:
+        raise TypeError("Feature names are only supported if all input features have string "
+                        f"names, but your input has {kinds} as feature name / column name "
+                        "types. Convert them all to strings (X.columns = X.columns.astype(str)) "
+                        "or to a non-string type")
+    return names if kinds == ["str"] else None
+
+
+def check_feature_names(fitted, X, owner, name="X"):
+    """Check the column names of ``X`` against ``fitted`` (the names seen in
+    fit, or None), as scikit-learn does: a mismatch raises ValueError naming
+    the unexpected and missing columns; names on one side only warn."""
+    names = feature_names(X)
+    if fitted is None and names is None:
+        return
+    if fitted is None:
+        warnings.warn(f"{name} has feature names, but {owner} was fitted without feature names",
+                      UserWarning, stacklevel=4)
+        return
+    if names is None:
+        warnings.warn(f"{name} does not have valid feature names, but {owner} was fitted with "
+                      "feature names", UserWarning, stacklevel=4)
+        return
+    if len(names) == len(fitted) and np.all(names == fitted):
+        return
+    unseen = sorted(set(names) - set(fitted))
+    missing = sorted(set(fitted) - set(names))
+
+    def listed(items):
+        shown = [f"- {v}\n" for v in items[:5]]
+        return "".join(shown) + ("- ...\n" if len(items) > 5 else "")
+
+    message = "The feature names should match those that were passed during fit.\n"
+    if unseen:
+        message += "Feature names unseen at fit time:\n" + listed(unseen)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + listed(missing)
+    if not unseen and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message)

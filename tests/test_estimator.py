@@ -135,3 +135,21 @@ def test_sparse_and_complex_inputs_are_refused_by_name(digits):
         quick().fit(X, y + 0.5)
     with pytest.raises(ValueError, match="requires y"):
         quick().fit(X, None)
+
+
+def test_training_controls_are_parameters_with_scikit_learns_defaults(digits):
+    """The new parameters: in get_params with scikit-learn's defaults (and
+    the blog's decay schedule), cloned, and searched over."""
+    (X, y), _ = digits
+    params = MLPClassifier().get_params()
+    assert {k: params[k] for k in ("early_stopping", "validation_fraction", "n_iter_no_change",
+                                   "tol", "warm_start", "schedule")} == dict(
+        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        warm_start=False, schedule="decay")
+    adaptive = quick(schedule="adaptive", warm_start=True, tol=0.0, n_iter_no_change=None)
+    assert clone(adaptive).get_params() == adaptive.get_params()
+    m = quick(epochs=30, early_stopping=True, n_iter_no_change=2)
+    grid = GridSearchCV(m, {"validation_fraction": [0.1, 0.2]}, cv=2).fit(X, y)
+    assert grid.best_estimator_.n_iter_ < 30
+    scores = cross_val_score(m, X, y, cv=3)
+    assert scores.min() > 0.7

@@ -200,3 +200,65 @@ def test_files_saved_by_an_earlier_version_load_and_predict_as_they_did(name, ke
     before = [W.copy() for W in m.coefs_]
     m.partial_fit(X, m.classes_[y])       # the saved optimiser state trains on
     assert any(not np.array_equal(a, b) for a, b in zip(before, m.coefs_))
+
+
+def test_round_trip_keeps_the_training_controls(tmp_path):
+    """The sample count, the adaptive rate, the no-improvement rule's state
+    and the feature names survive save and load (optional header fields)."""
+    (X, y), _ = load_digits()
+    m = MLPClassifier((8,), epochs=4, batch_size=64, learning_rate=0.05, random_state=0,
+                      schedule="adaptive", tol=1e9, n_iter_no_change=1)
+    m.fit(X, y)
+    m.feature_names_in_ = np.array([f"f{i}" for i in range(64)], dtype=object)
+    back = load(m.save(tmp_path / "m.npz"))
+    assert back.t_ == m.t_ == 4 * len(y)
+    assert back.best_loss_ == m.best_loss_ and back.best_validation_score_ is None
+    assert list(back.feature_names_in_) == list(m.feature_names_in_)
+    assert back.get_params() == m.get_params()
+    # epochs 0-2 at 0.05, epoch 3 at 0.01 with one epoch counted since; the
+    # saved model goes on as the original: 0.01 once more, then 0.002
+    assert m.history_.learning_rate == [0.05] * 3 + [0.05 / 5]
+    for model in (m, back):
+        for _ in range(2):
+            with pytest.warns(UserWarning, match="fitted with feature names"):
+                model.partial_fit(X, y)
+        assert model.history_.learning_rate[-2:] == [0.05 / 5, 0.05 / 5 / 5]
+
+
+@pytest.mark.parametrize("case,change,match", [
+    ("samples", header_change(lambda h: h.__setitem__("samples_seen", -1)), "samples_seen"),
+    ("next rate", header_change(lambda h: h.__setitem__("next_rate", 0.0)), "next_rate"),
+    ("nan rate", header_change(lambda h: h.__setitem__("next_rate", float("nan"))), "next_rate"),
+    ("plateau key", header_change(lambda h: h.__setitem__("plateau", {"key": "x", "count": 0})),
+     "plateau"),
+    ("plateau count", header_change(lambda h: h["plateau"].__setitem__("count", -2)),
+     "plateau count"),
+    ("plateau best", header_change(lambda h: h["plateau"].__setitem__("best", "low")),
+     "plateau best"),
+    ("names", header_change(lambda h: h.__setitem__("feature_names", ["a", "b"])),
+     "feature_names"),
+    ("bad early_stopping", header_change(lambda h: h["params"].__setitem__("early_stopping", "x")),
+     "early_stopping must be a bool"),
+    ("bad schedule", header_change(lambda h: h["params"].__setitem__("schedule", "cosine")),
+     "schedule must be one of"),
+])
+def test_corrupt_training_controls_are_refused(tmp_path, fitted, case, change, match):
+    m, _ = fitted
+    good = m.save(tmp_path / "good.npz")
+    bad = rewrite(good, tmp_path / "bad.npz", change)
+    with pytest.raises(ModelFileError, match=match):
+        load(bad)
+
+
+def test_files_without_the_training_controls_load_with_their_defaults():
+    # tests/data holds files from before the training controls existed
+    m = load(DATA / "model_v2_sgd.npz")
+    assert m.get_params()["early_stopping"] is False and m.schedule == "decay"
+    assert m.n_iter_no_change == 10 and m.t_ == 0 and m.best_loss_ is None
+    assert not hasattr(m, "feature_names_in_")
+    (X, y), _ = load_digits()
+    saved_rate = m.learning_rate_
+    m.set_params(schedule="adaptive")
+    m.partial_fit(X, m.classes_[y])          # adaptive resumes from the saved rate
+    assert m.history_.learning_rate == [saved_rate]
+    assert m.t_ == len(y)

@@ -117,7 +117,7 @@ def test_no_import_cycle():
 
 
 @pytest.mark.parametrize("leaf", ["fastmlp._io", "fastmlp._registry", "fastmlp._trainer",
-                                  "fastmlp._network"])
+                                  "fastmlp._network", "fastmlp._schedule"])
 def test_core_modules_do_not_reach_the_estimators(leaf):
     """The file format, the registry, the trainer and the network state know
     nothing of the estimators (the trainer runs without scikit-learn)."""
@@ -130,7 +130,8 @@ def test_core_modules_do_not_reach_the_estimators(leaf):
 
 
 def test_trainer_imports_no_scikit_learn():
-    for name in ("fastmlp._trainer", "fastmlp._history", "fastmlp._network"):
+    for name in ("fastmlp._trainer", "fastmlp._history", "fastmlp._network",
+                 "fastmlp._schedule"):
         assert "sklearn" not in MODULES[name].read_text(), name
 
 

@@ -124,3 +124,158 @@ def test_interrupt_keeps_the_last_completed_batch(backend):
                                    n_batches=plan.n_batches,
                                    batch_cost=history.stopped["batch_cost"])
     assert len(history.stopped["batch_cost"]) == 4 and state.step == 4
+
+
+# ------------------------------------------------ schedules and the monitor
+def test_decay_schedule_gives_lr_schedules_rates_bit_for_bit():
+    from fastmlp._schedule import DecaySchedule
+    s = DecaySchedule(0.001, 1e-3)
+    whole = lr_schedule(0.001, 1e-3, 200)
+    assert [s.rate(e) for e in range(200)] == list(whole)
+    assert s.rate(7) == whole[7] and s.rate(150) == whole[150]     # any order
+    assert s.reduce() is False
+
+
+def test_adaptive_schedule_divides_by_five_then_gives_up():
+    from fastmlp._schedule import AdaptiveSchedule
+    state = NetworkState((2, 2), init_weights((2, 2), 1.0, np.random.default_rng(0)))
+    s = AdaptiveSchedule(state, 1e-4)
+    assert s.rate(0) == 1e-4 and state.next_rate == 1e-4
+    seen = []
+    while s.reduce():
+        seen.append(s.rate(0))
+    assert seen == [1e-4 / 5, 1e-4 / 5 / 5, 1e-4 / 5 / 5 / 5]        # 8e-7 <= 1e-6: no more
+    assert state.next_rate == seen[-1] <= 1e-6 < seen[-2]
+    # a network trained before starts from its last rate
+    state2 = NetworkState((2, 2), init_weights((2, 2), 1.0, np.random.default_rng(0)),
+                          learning_rate=0.03)
+    assert AdaptiveSchedule(state2, 1e-4).rate(5) == 0.03
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_plateau_counts_as_scikit_learn_does(maximize):
+    """The monitor's count, best and firing agree with scikit-learn's own
+    ``_update_no_improvement_count`` on random figures, ties and exact tol
+    steps included."""
+    from sklearn.neural_network import MLPClassifier as SkMLP
+    from fastmlp._trainer import Plateau
+    rng = np.random.default_rng(1)
+    for trial in range(30):
+        tol = [0.0, 1e-4, 0.05][trial % 3]
+        values = np.round(rng.uniform(0, 1, 40), 2)        # ties happen
+        values[5:9] = values[4] + (tol if maximize else -tol)       # exactly tol better
+        n = int(rng.integers(1, 5))
+        sk = SkMLP(tol=tol, n_iter_no_change=n)
+        sk._no_improvement_count, sk.coefs_, sk.intercepts_ = 0, [], []
+        if maximize:
+            sk.validation_scores_, sk.best_validation_score_ = [], -np.inf
+            feed = iter(values)
+            sk._score = lambda X, y, sample_weight=None: next(feed)
+        else:
+            sk.loss_curve_, sk.best_loss_ = [], np.inf
+        ours = Plateau("val_score" if maximize else "train_loss", n, tol, maximize=maximize)
+        for e, v in enumerate(values):
+            if not maximize:
+                sk.loss_curve_.append(v)
+            sk._update_no_improvement_count(maximize, None, None, None)
+            ours.update(v, e)
+            best = sk.best_validation_score_ if maximize else sk.best_loss_
+            assert (ours.count, ours.best) == (sk._no_improvement_count, best)
+            assert ours.fired == (sk._no_improvement_count > n)
+            if ours.fired:        # scikit-learn stops here (or lowers the rate and recounts)
+                ours.reset()
+                sk._no_improvement_count = 0
+
+
+def test_plateau_counts_nan_as_no_improvement_and_none_never_fires():
+    from fastmlp._trainer import Plateau
+    p = Plateau("train_loss", None, 1e-3)
+    for e, v in enumerate([3.0, float("nan"), 2.0] + [2.0] * 50):
+        p.update(v, e)
+    assert p.best == 2.0 and p.best_epoch == 2 and p.count == 50 and not p.fired
+    q = Plateau("val_score", 1, 0.0, maximize=True)
+    assert q.update(0.5, 0) and not q.update(float("nan"), 1) and q.count == 1
+    assert not q.update(0.4, 2) and q.fired
+    assert q.get_state() == dict(key="val_score", best=0.5, best_epoch=0, count=2)
+    assert Plateau("val_score", 1, 0.0, True, state=q.get_state()).count == 2
+
+
+def scripted(scores):
+    """An evaluate hook that reports the given validation scores, epoch by epoch."""
+    it = iter(scores)
+    return lambda due, correct: {"val_score": next(it)}
+
+
+def test_monitor_stops_and_puts_back_the_best_epoch(backend):
+    """A keep_best monitor: scores peak at epoch 1, patience 2, so the run
+    stops after epoch 4 and the network is put back to the state after epoch
+    1, which equals a clean 2-epoch run; the epoch and sample counts stay."""
+    from fastmlp._trainer import Plateau
+    be, state, plan = setup(backend, optimizer="adam")
+    history = History()
+    trainer = Trainer(be, state, history, plan, evaluate=scripted([0.2, 0.6, 0.5, 0.55, 0.4, 0.9]))
+    trainer.run([0.01] * 10, monitor=Plateau("val_score", 2, 0.0, maximize=True,
+                                             keep_best=True))
+    assert len(history) == 5 and state.epochs == 5 and state.samples == 5 * 90
+    assert history.stopped["reason"] == "no improvement" and history.stopped["epoch"] == 4
+    assert history.stopped["best_epoch"] == 1 and history.restored_epoch == 1
+    assert state.step == be.step == 2 * plan.n_batches and state.learning_rate == 0.01
+    assert state.plateau == dict(key="val_score", best=0.6, best_epoch=1, count=3)
+    clean_be, clean_state, clean_plan = setup(backend, optimizer="adam")
+    Trainer(clean_be, clean_state, History(), clean_plan).run([0.01, 0.01])
+    for a, c in zip(state.arrays(), clean_state.arrays()):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_monitor_lowers_an_adaptive_rate_before_stopping(backend):
+    from fastmlp._schedule import AdaptiveSchedule
+    from fastmlp._trainer import Plateau
+    be, state, plan = setup(backend)
+    history = History()
+    trainer = Trainer(be, state, history, plan, evaluate=scripted([0.5] * 20))
+    trainer.run(AdaptiveSchedule(state, 4e-6), 20, Plateau("val_score", 1, 0.0, True))
+    # ties count as improvement at tol 0, so nothing fires: constant rate
+    assert history.learning_rate == [4e-6] * 20 and history.stopped is None
+    history2 = History()
+    be2, state2, plan2 = setup(backend)
+    Trainer(be2, state2, history2, plan2, evaluate=scripted([0.5] * 20)).run(
+        AdaptiveSchedule(state2, 4e-6), 20, Plateau("val_score", 1, 1e-3, True))
+    assert history2.learning_rate == [4e-6] * 3 + [4e-6 / 5] * 2
+    assert history2.stopped["reason"] == "no improvement"
+    assert "at or below 1e-06" in history2.stopped["message"]
+
+
+def test_a_callback_stops_the_run_by_returning_false_or_raising(backend):
+    from fastmlp import StopTraining
+    be, state, plan = setup(backend)
+    history = History()
+
+    def cb(epoch, batch, n_batches, value):
+        if epoch == 1 and batch == 2:
+            return False
+
+    Trainer(be, state, history, plan, callback=cb).run([0.01] * 3)
+    assert state.epochs == 1 and state.step == plan.n_batches + 3 == be.step
+    assert state.samples == 90 + 3 * 20 and len(history) == 1
+    assert history.stopped["reason"] == "callback" and history.stopped["batches_completed"] == 3
+
+    def raiser(epoch, batch, n_batches, value):
+        if batch is None:
+            raise StopTraining("at the epoch's end")
+
+    Trainer(be, state, history, plan, callback=raiser).run([0.01] * 3)
+    assert state.epochs == 2 and len(history) == 2
+    assert history.stopped["how"] == "StopTraining: at the epoch's end"
+    assert history.stopped["epoch"] == 1 and history.stopped["batches_completed"] == plan.n_batches
+
+
+def test_interrupt_counts_only_the_completed_batches_samples(backend):
+    be, state, plan = setup(backend)
+
+    def stop(epoch, batch, n_batches, value):
+        if epoch == 1 and batch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(be, state, History(), plan, callback=stop).run([0.01] * 3)
+    assert state.samples == 90 + 2 * 20 and state.step == plan.n_batches + 2
