@@ -2,15 +2,16 @@
 
 The public surface:
 
-* :class:`MLPClassifier` -- a scikit-learn classifier; by default the blog
-  experiment's sigmoid MLP with LogLoss, L1/L2 regularisation, momentum and
-  learning-rate decay, float32 end to end;
+* :class:`MLPClassifier` and :class:`MLPRegressor` -- scikit-learn
+  estimators whose defaults suit any data set (relu, adam, a stopping
+  rule); ``MLPClassifier.blog_experiment()`` is the blog series' sigmoid MLP
+  with LogLoss, momentum and learning-rate decay;
 * :mod:`fastmlp.datasets` -- MNIST (shipped with the package), IDX files and
   scikit-learn's digits, all offline;
 * :func:`lr_schedule` -- the per-epoch learning-rate decay;
 * :class:`StopTraining` -- raise it in a fit's callback to end training there;
 * :func:`init_weights` -- the initial weights a fit starts from;
-* :func:`load` -- read a model written by ``MLPClassifier.save``;
+* :func:`load` -- read a model written by ``save``;
 * :func:`plot_history` -- the blog series' training plots as a PNG;
 * :func:`build_info` -- how the compiled kernels were built;
 * :mod:`fastmlp.backends` -- the compiled and NumPy backends behind one interface;
@@ -19,7 +20,9 @@ The public surface:
 """
 
 from . import datasets
-from ._classifier import MLPClassifier, load
+from ._classifier import MLPClassifier
+from ._loading import load
+from ._regressor import MLPRegressor
 from ._history import History
 from ._io import ModelFileError
 from ._network import NetworkState, init_weights
@@ -28,6 +31,6 @@ from ._plot import plot_history
 from ._trainer import DivergenceError, StopTraining, lr_schedule
 from ._version import __version__
 
-__all__ = ["MLPClassifier", "DivergenceError", "StopTraining", "History", "NetworkState", "datasets",
+__all__ = ["MLPClassifier", "MLPRegressor", "DivergenceError", "StopTraining", "History", "NetworkState", "datasets",
            "lr_schedule", "init_weights", "build_info", "load", "ModelFileError",
            "plot_history", "__version__"]

@@ -1,104 +1,91 @@
 """What every fastmlp estimator shares: parameters, data preparation, fit plumbing.
 
-:class:`BaseMLP` declares the hyperparameters in one table, checks them on
-every call, prepares the data (validation, the training source, input
-scaling), builds the backend configuration and hands the epochs to a
-:class:`fastmlp._trainer.Trainer`.  A subclass says what its targets are:
-how labels become the output layer's targets, and how outputs are scored
-(:mod:`fastmlp._classifier`).
+:class:`BaseMLP` declares the hyperparameters in one table
+(:mod:`fastmlp._params`), checks them on every call, prepares the data
+(validation, sample weights, the training source, input scaling, the
+early-stopping hold-out), builds the backend configuration and hands the
+epochs to a :class:`fastmlp._trainer.Trainer`.  A subclass says what its
+targets are: how y becomes the output layer's targets, which output function
+suits them, and how outputs are scored (:mod:`fastmlp._classifier`,
+:mod:`fastmlp._regressor`).  The fitted attributes and the model file are
+:class:`fastmlp._fitted.FittedAttributes`'.
 """
 
 import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
-from . import _io, backends
+from . import backends
+from ._fitted import FittedAttributes
 from ._history import History
 from ._network import NetworkState
 from ._optim import Optimizer
-from ._registry import ACTIVATIONS, OPTIMIZERS, OUTPUTS
+from ._params import (BatchSize, Flag, Fraction, Integer, LayerSizes, OneOf, Param, Patience,
+                      Real, Spec, check_params, make_init)
+from ._registry import ACTIVATIONS, OPTIMIZERS
 from ._scaling import SCALINGS, fit_scaling, scaled_copy, training_source
 from ._schedule import AdaptiveSchedule, DecaySchedule
 from ._split import hold_out
 from ._trainer import BatchPlan, DivergenceError, Plateau, Trainer
-from ._validation import (Flag, Fraction, Integer, LayerSizes, OneOf, Patience, Real, Spec,
-                          check_feature_names, check_params, check_X, check_validation_data,
-                          feature_names)
+from ._validation import (check_feature_names, check_sample_weight, check_validation_data,
+                          check_X, feature_names)
 
-__all__ = ["BaseMLP", "TRAIN_ACC_KINDS", "DIVERGENCE", "SCHEDULES"]
+__all__ = ["BaseMLP", "TRAIN_ACC_KINDS", "DIVERGENCE", "SCHEDULES", "AUTO_BATCH"]
 
 TRAIN_ACC_KINDS = ("batch", "full", "none")
 DIVERGENCE = ("raise", "warn")
 SCHEDULES = ("decay", "adaptive")
+#: batch_size="auto" means min(AUTO_BATCH, n_samples), as in scikit-learn.
+AUTO_BATCH = 200
 
 
-class BaseMLP(BaseEstimator):
+class BaseMLP(FittedAttributes, BaseEstimator):
     """Base of the estimators; see :class:`fastmlp.MLPClassifier` for the parameters."""
 
-    #: Every hyperparameter and how it is checked, in the constructor's order.
+    #: Every hyperparameter, how it is checked and its default, in the
+    #: constructor's order (a subclass adds its own and sets ``output``'s).
     _parameters = {
-        "hidden_layer_sizes": LayerSizes(), "activation": OneOf(ACTIVATIONS),
-        "output": OneOf(OUTPUTS), "epochs": Integer(1), "batch_size": Integer(1),
-        "learning_rate": Real(positive=True), "lr_decay": Real(),
-        "schedule": OneOf(SCHEDULES), "momentum": Real(),
-        "optimizer": OneOf(OPTIMIZERS), "rho": Real(), "beta_1": Real(), "beta_2": Real(),
-        "epsilon": Real(positive=True), "l2": Real(), "l1": Real(),
-        "init_factor": Real(positive=True), "shuffle": Flag(), "scaling": OneOf(SCALINGS),
-        "train_accuracy": OneOf(TRAIN_ACC_KINDS), "eval_period": Integer(1),
-        "early_stopping": Flag(), "validation_fraction": Fraction(),
-        "n_iter_no_change": Patience(), "tol": Real(), "warm_start": Flag(),
-        "backend": OneOf(backends.BACKENDS), "n_threads": Integer(1, optional=True),
-        "divergence": OneOf(DIVERGENCE), "random_state": Spec(), "verbose": Flag(),
+        "hidden_layer_sizes": Param(LayerSizes(), (100,)),
+        "activation": Param(OneOf(ACTIVATIONS), "relu"),
+        "output": Param(OneOf(("auto",)), "auto"),
+        "epochs": Param(Integer(1), 200),
+        "batch_size": Param(BatchSize(), "auto"),
+        "learning_rate": Param(Real(positive=True), 0.001),
+        "lr_decay": Param(Real(), 0.0),
+        "schedule": Param(OneOf(SCHEDULES), "decay"),
+        "momentum": Param(Real(), 0.0),
+        "optimizer": Param(OneOf(OPTIMIZERS), "adam"),
+        "rho": Param(Real(), 0.9),
+        "beta_1": Param(Real(), 0.9),
+        "beta_2": Param(Real(), 0.999),
+        "epsilon": Param(Real(positive=True), 1e-7),
+        "l2": Param(Real(), 1e-4),
+        "l1": Param(Real(), 0.0),
+        "init_factor": Param(Real(positive=True), 2.0),
+        "shuffle": Param(Flag(), True),
+        "scaling": Param(OneOf(SCALINGS), "standard"),
+        "train_accuracy": Param(OneOf(TRAIN_ACC_KINDS), "batch"),
+        "eval_period": Param(Integer(1), 1),
+        "early_stopping": Param(Flag(), False),
+        "validation_fraction": Param(Fraction(), 0.1),
+        "n_iter_no_change": Param(Patience(), 10),
+        "tol": Param(Real(), 1e-4),
+        "warm_start": Param(Flag(), False),
+        "backend": Param(OneOf(backends.BACKENDS), "compiled"),
+        "n_threads": Param(Integer(1, optional=True), None),
+        "divergence": Param(OneOf(DIVERGENCE), "raise"),
+        "random_state": Param(Spec(), None),
+        "verbose": Param(Flag(), 0),
     }
     #: Parameters that fix the network and its state: partial_fit refuses changes.
     _structural = ("hidden_layer_sizes", "activation", "output", "scaling", "optimizer")
 
-    def __init__(self, hidden_layer_sizes=(70, 30), *, activation="sigmoid",
-                 output="sigmoid", epochs=35, batch_size=500,
-                 learning_rate=0.001, lr_decay=1e-6, schedule="decay", momentum=5e-5,
-                 optimizer="sgd", rho=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 l2=0.01, l1=0.0, init_factor=2.0, shuffle=True, scaling="standard",
-                 train_accuracy="batch", eval_period=1, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, warm_start=False,
-                 backend="compiled", n_threads=None, divergence="raise", random_state=None,
-                 verbose=0):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.output = output
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_decay = lr_decay
-        self.schedule = schedule
-        self.momentum = momentum
-        self.optimizer = optimizer
-        self.rho = rho
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.l2 = l2
-        self.l1 = l1
-        self.init_factor = init_factor
-        self.shuffle = shuffle
-        self.scaling = scaling
-        self.train_accuracy = train_accuracy
-        self.eval_period = eval_period
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.warm_start = warm_start
-        self.backend = backend
-        self.n_threads = n_threads
-        self.divergence = divergence
-        self.random_state = random_state
-        self.verbose = verbose
+    __init__ = make_init(_parameters)
 
     # ------------------------------------------------------------ public API
-    def fit(self, X, y, validation_data=None, callback=None):
+    def fit(self, X, y, sample_weight=None, *, validation_data=None, callback=None):
         """Train a network on (X, y) for ``epochs`` epochs, or until the
         no-improvement rule or the callback stops it.
 
@@ -113,10 +100,16 @@ class BaseMLP(BaseEstimator):
         X : array-like (n_samples, n_features)
             Any real dtype and memory layout; never modified.  A data frame
             with string column names sets ``feature_names_in_``.
-        y : array-like (n_samples,)
-            The targets (for a classifier: labels of any sortable type, at
-            least two classes).
-        validation_data : (X_val, y_val), optional
+        y : array-like (n_samples,) or (n_samples, n_outputs)
+            The targets: class labels of any sortable type or a 0/1 label
+            indicator matrix (multilabel) for a classifier, numbers for a
+            regressor.
+        sample_weight : array-like (n_samples,), optional
+            Each sample's weight in the loss (>= 0, not all 0): the batch cost
+            is ``sum_i w_i L_i`` and each sample's gradient is weighted alike.
+            A classifier's ``class_weight`` multiplies in.  Never copied per
+            batch; never modified.
+        validation_data : (X_val, y_val) or (X_val, y_val, w_val), optional
             Scored every epoch into ``history_.val_score`` and
             ``history_.val_loss``, and every ``eval_period`` epochs into
             ``history_.test_acc``.  With ``early_stopping`` these are the
@@ -149,8 +142,9 @@ class BaseMLP(BaseEstimator):
             self._check_unchanged(p, "warm_start: ", "set warm_start=False to fit a new network")
         self._params = p
         self._check_feature_names(X, reset=not warm)
-        X = check_X(X)
+        X = check_X(X, owner=type(self).__name__)
         y = self._check_targets(y, X.shape[0])
+        w = check_sample_weight(sample_weight, X.shape[0])
         if warm:
             if X.shape[1] != self.n_features_in_:
                 raise ValueError(f"warm_start: X has {X.shape[1]} features, but the fitted "
@@ -160,16 +154,16 @@ class BaseMLP(BaseEstimator):
         val = self._check_validation(validation_data, X.shape[1])
         y_all = y
         if p["early_stopping"] and val is None:
-            X, y, val = self._hold_out(X, y)
+            X, y, w, val = self._hold_out(X, y, w)
         if not warm:               # the model changes only once the data are accepted
             self._start(X.shape[1], self._outputs_for(y_all))
         src = training_source(X)
         if not warm:
             self.mean_, self.scale_ = fit_scaling(src, p["scaling"])
-        self._train(src, y, p["epochs"], val, callback, warn_level=3, new_run=True)
+        self._train(src, y, w, p["epochs"], val, callback, warn_level=3, new_run=True)
         return self
 
-    def _partial_fit(self, X, y, outputs_from, validation_data, callback):
+    def _partial_fit(self, X, y, sample_weight, outputs_from, validation_data, callback):
         """One more epoch on (X, y); ``outputs_from(y)`` sets the outputs of a
         first call, and is checked against them on later calls."""
         first = not hasattr(self, "_state")
@@ -184,8 +178,10 @@ class BaseMLP(BaseEstimator):
             self._check_unchanged(checked, "partial_fit: ", "call fit to start afresh")
         self._params = checked           # later calls use rates, lambdas, batch size set since
         self._check_feature_names(X, reset=first)
-        X = check_X(X, n_features=None if first else self.n_features_in_)
+        X = check_X(X, n_features=None if first else self.n_features_in_,
+                    owner=type(self).__name__)
         y = self._check_targets(y, X.shape[0])
+        w = check_sample_weight(sample_weight, X.shape[0])
         n_outputs = outputs_from(y)
         val = self._check_validation(validation_data, X.shape[1])
         if first:
@@ -193,23 +189,25 @@ class BaseMLP(BaseEstimator):
         src = training_source(X)
         if first:
             self.mean_, self.scale_ = fit_scaling(src, checked["scaling"])
-        self._train(src, y, 1, val, callback, warn_level=4, new_run=False)
+        self._train(src, y, w, 1, val, callback, warn_level=4, new_run=False)
         return self
 
     def predict_outputs(self, X):
         """Raw outputs of the output layer, (n_samples, n_outputs) float32."""
         self._check_fitted()
         self._check_feature_names(X, reset=False)
-        Xs = scaled_copy(check_X(X, n_features=self.n_features_in_), self.mean_, self.scale_)
+        Xs = scaled_copy(check_X(X, n_features=self.n_features_in_, owner=type(self).__name__),
+                         self.mean_, self.scale_)
         _, blas = self._backend_class().thread_plan(self._params["n_threads"])
         if blas is None:
             return self._outputs(Xs)
         with threadpool_limits(limits=blas, user_api="blas"):
             return self._outputs(Xs)
 
-    def loss_and_gradients(self, X, y):
+    def loss_and_gradients(self, X, y, sample_weight=None):
         """Loss, regularisation cost and gradient of the batch (X, y) at the
-        current weights, computed by one step of the model's backend.
+        current weights, computed by one step of the model's backend
+        (``sample_weight`` and a classifier's ``class_weight`` weigh the loss).
 
         Returns ``(cost, reg, gradients)`` with one ``(n_out, 1 + n_in)``
         float32 gradient per weight matrix (bias in column 0), summed over the
@@ -218,117 +216,18 @@ class BaseMLP(BaseEstimator):
         """
         self._check_fitted()
         self._check_feature_names(X, reset=False)
-        Xs = scaled_copy(check_X(X, n_features=self.n_features_in_), self.mean_, self.scale_)
-        Y, _ = self._targets(self._check_targets(y, Xs.shape[0]))
+        Xs = scaled_copy(check_X(X, n_features=self.n_features_in_, owner=type(self).__name__),
+                         self.mean_, self.scale_)
+        y = self._check_targets(y, Xs.shape[0])
+        w = self._loss_weights(y, check_sample_weight(sample_weight, Xs.shape[0]))
+        Y, _ = self._targets(y)
         p = self._params
         threads, blas = self._backend_class().thread_plan(p["n_threads"])
-        config = backends.BackendConfig(activation=p["activation"], output=p["output"],
-                                        l2=p["l2"], l1=p["l1"], n_threads=threads)
+        config = backends.BackendConfig(activation=p["activation"], output=self.out_activation_,
+                                        l2=p["l2"], l1=p["l1"], n_threads=threads,
+                                        targets=self._backend_targets(), sample_weight=w)
         with threadpool_limits(limits=blas, user_api="blas"):
             return backends.loss_and_gradients(p["backend"], self.coefs_, Xs, Y, config)
-
-    def save(self, path):
-        """Write the fitted model to ``path`` as a pickle-free .npz file, atomically.
-
-        Holds the weights, the optimiser state, architecture, hyperparameters,
-        input scaling, the outputs' labels and a format version;
-        :func:`fastmlp.load` reads it back.  The history is not saved.
-        """
-        self._check_fitted()
-        params = self.get_params()
-        params["hidden_layer_sizes"] = list(self._params["hidden_layer_sizes"])
-        rs = params.get("random_state")
-        if rs is not None and not isinstance(rs, (int, np.integer)):
-            params["random_state"] = None   # a Generator is not data
-        return _io.save(path, params, self._state, self.classes_, self.mean_, self.scale_,
-                        getattr(self, "feature_names_in_", None))
-
-    @classmethod
-    def _from_model_file(cls, name, contents):
-        """The fitted estimator a model file describes (:func:`fastmlp.load`)."""
-        params = dict(contents.params)
-        if "hidden_layer_sizes" in params:
-            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-        try:
-            model = cls(**params)
-            model._params = model._check_params()
-        except (TypeError, ValueError) as exc:
-            raise _io.ModelFileError(f"{name}: bad hyperparameters: {exc}") from exc
-        layers = list(contents.state.layers)
-        if list(model._params["hidden_layer_sizes"]) != layers[1:-1]:
-            raise _io.ModelFileError(f"{name}: hidden layers {layers[1:-1]} disagree with "
-                                     "the hyperparameters "
-                                     f"{list(model._params['hidden_layer_sizes'])}")
-        model._set_outputs(contents.classes)
-        model._set_network(contents.state)
-        model.mean_, model.scale_ = contents.mean, contents.scale
-        model.validation_scores_ = None        # not saved, like the history
-        if contents.feature_names is not None:
-            model.feature_names_in_ = np.asarray(contents.feature_names, dtype=object)
-        return model
-
-    # --------------------------------------------------------- fitted state
-    @property
-    def coefs_(self):
-        """Weight matrices ``(n_out, 1 + n_in)`` float32, bias in column 0."""
-        return self._fitted_state().weights
-
-    @coefs_.setter
-    def coefs_(self, weights):
-        state = self._fitted_state()
-        new = [np.array(W, dtype=np.float32, order="C") for W in weights]
-        if [W.shape for W in new] != [W.shape for W in state.weights]:
-            raise ValueError(f"coefs_: expected shapes {[W.shape for W in state.weights]}, "
-                             f"got {[W.shape for W in new]}")
-        state.weights = new
-
-    n_iter_ = property(lambda self: self._fitted_state().epochs,
-                       doc="Epochs trained so far.")
-    optimizer_steps_ = property(lambda self: self._fitted_state().step,
-                                doc="Weight updates (batches) trained so far; adam's bias "
-                                    "correction counts them.")
-
-    t_ = property(lambda self: self._fitted_state().samples,
-                  doc="Training samples the weight updates have used (scikit-learn's t_).")
-
-    @property
-    def best_loss_(self):
-        """Lowest training loss per sample (``history_.train_loss``) that the
-        no-improvement rule has seen; None with early stopping, as in
-        scikit-learn (see ``best_validation_score_``)."""
-        rule = self._fitted_state().plateau or {}
-        return rule.get("best") if rule.get("key") == "train_loss" else None
-
-    @property
-    def best_validation_score_(self):
-        """Best validation score of the last fit with early stopping, else None."""
-        rule = self._fitted_state().plateau or {}
-        return rule.get("best") if rule.get("key") == "val_score" else None
-
-    @property
-    def learning_rate_(self):
-        """Rate used in the last completed epoch."""
-        rate = self._fitted_state().learning_rate
-        if rate is None:
-            raise AttributeError("learning_rate_: no epoch has been completed yet")
-        return rate
-
-    @property
-    def loss_curve_(self):
-        """Mean batch cost of every epoch trained so far (scikit-learn's name)."""
-        self._check_fitted()
-        return list(self.history_.cost)
-
-    def _fitted_state(self):
-        try:
-            return self.__dict__["_state"]
-        except KeyError:
-            raise AttributeError(f"this {type(self).__name__} is not fitted yet") from None
-
-    def _check_fitted(self):
-        if "_state" not in self.__dict__:
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit "
-                                 "first")
 
     # ------------------------------------------------------------ internals
     def _check_params(self):
@@ -362,27 +261,56 @@ class BaseMLP(BaseEstimator):
                                 type(self).__name__, name)
 
     def _check_validation(self, validation_data, n_features):
-        """``(X_val, y_val)`` checked (not yet scaled), or None."""
+        """``(X_val, y_val, w_val)`` checked (not yet scaled; w_val may be
+        None), or None."""
         if validation_data is None:
             return None
-        Xv, yv = check_validation_data(validation_data)
+        Xv, yv, wv = check_validation_data(validation_data)
         if Xv is not None:
             self._check_feature_names(Xv, reset=False, name="validation X")
-        Xv = check_X(Xv, "validation X", n_features)
-        return Xv, self._check_targets(yv, Xv.shape[0], "validation y")
+        Xv = check_X(Xv, "validation X", n_features, owner=type(self).__name__)
+        yv = self._check_targets(yv, Xv.shape[0], "validation y")
+        return Xv, yv, check_sample_weight(wv, Xv.shape[0], "validation sample_weight")
 
-    def _hold_out(self, X, y):
-        """The training part of (X, y) and the validation pair early stopping
-        holds out (:func:`fastmlp._split.hold_out`)."""
-        return hold_out(X, y, self._params["validation_fraction"], self._strata(y),
+    def _hold_out(self, X, y, w):
+        """The training part of (X, y, w) and the validation triple early
+        stopping holds out (:func:`fastmlp._split.hold_out`)."""
+        return hold_out(X, y, w, self._params["validation_fraction"], self._strata(y),
                         self.random_state)
 
     def _strata(self, y):
         """Labels to stratify the early-stopping split by; None: not stratified
         (a subclass hook, like ``_check_targets``, ``_outputs_for``,
-        ``_check_outputs``, ``_targets``, ``_score_outputs`` and
-        ``_loss_outputs``)."""
+        ``_set_target_kind``, ``_check_outputs``, ``_targets``, ``_loss_weights``,
+        ``_score_outputs`` and ``_loss_outputs``)."""
         return None
+
+    #: What the targets are: "labels" (one class per sample), "multilabel"
+    #: (a 0/1 indicator matrix) or "continuous" (regression); set in fit.
+    _target_kind = "labels"
+    #: The output function "auto" stands for, per kind of targets.
+    _AUTO_OUTPUT = {"labels": "softmax", "multilabel": "sigmoid", "continuous": "identity"}
+
+    def _output_function(self):
+        """The output layer's function: ``output``, or what "auto" means for
+        the fitted targets; ValueError when it cannot train on them."""
+        kind, output = self._target_kind, self._params["output"]
+        if output == "auto":
+            return self._AUTO_OUTPUT[kind]
+        if kind == "multilabel" and output != "sigmoid":
+            raise ValueError(f"output={output!r} cannot train on multilabel targets (a 0/1 "
+                             "indicator matrix): each label needs its own sigmoid output; use "
+                             "output='sigmoid' or 'auto'")
+        return output
+
+    def _backend_targets(self):
+        """How the backend reads the targets: one label per row, or the matrix."""
+        return "labels" if self._target_kind == "labels" else "dense"
+
+    def _loss_weights(self, y, sample_weight):
+        """The weight of each sample in the loss (a hook: the classifier
+        multiplies its class weights in); None when all are 1."""
+        return sample_weight
 
     def _backend_class(self):
         return backends.backend_class(self._params["backend"])
@@ -401,7 +329,7 @@ class BaseMLP(BaseEstimator):
         self.layers_ = state.layers
         self.n_layers_ = len(state.layers)
         self.n_outputs_ = state.layers[-1]
-        self.out_activation_ = self._params["output"]
+        self.out_activation_ = self._output_function()
         self.n_features_in_ = state.layers[0]
         if not hasattr(self, "_rng") or self._rng is None:
             self._rng = np.random.default_rng(self.random_state)
@@ -412,22 +340,23 @@ class BaseMLP(BaseEstimator):
         p = self._params
         cls = self._backend_class()
         out = np.empty((Xs.shape[0], self.layers_[-1]), np.float32)
-        config = backends.BackendConfig(activation=p["activation"], output=p["output"],
+        config = backends.BackendConfig(activation=p["activation"], output=self.out_activation_,
                                         n_threads=cls.thread_plan(p["n_threads"])[0])
         cls.predict_proba(Xs, self.coefs_, out, config)
         return out
 
-    def _train(self, src, y, epochs, val, callback, warn_level, new_run):
-        """``epochs`` epochs on the training source ``src`` and targets ``y``,
-        scored on ``val`` (checked ``(X_val, y_val)`` or None) every epoch; a
-        divergence warning points ``warn_level`` frames up (the user's call).
-        A ``new_run`` (fit) starts the no-improvement count afresh; partial_fit
-        continues it."""
+    def _train(self, src, y, w, epochs, val, callback, warn_level, new_run):
+        """``epochs`` epochs on the training source ``src``, targets ``y`` and
+        sample weights ``w`` (or None), scored on ``val`` (checked ``(X_val,
+        y_val, w_val)`` or None) every epoch; a divergence warning points
+        ``warn_level`` frames up (the user's call).  A ``new_run`` (fit)
+        starts the no-improvement count afresh; partial_fit continues it."""
         p = self._params
         Y, y_eval = self._targets(y)
+        w = self._loss_weights(y, w)
         if val is not None:
             val = (scaled_copy(val[0], self.mean_, self.scale_),
-                   self._targets(val[1], "validation y")[1])
+                   self._targets(val[1], "validation y")[1], val[2])
         state, n = self._state, src.shape[0]
         if p["schedule"] == "adaptive":
             schedule = AdaptiveSchedule(state, p["learning_rate"])
@@ -443,25 +372,27 @@ class BaseMLP(BaseEstimator):
                               state=prior if (prior or {}).get("key") == "train_loss" else None)
         cls = self._backend_class()
         threads, blas = cls.thread_plan(p["n_threads"])
-        plan = BatchPlan(n, p["batch_size"], p["shuffle"], self._rng)
+        batch = min(AUTO_BATCH, n) if p["batch_size"] == "auto" else p["batch_size"]
+        plan = BatchPlan(n, batch, p["shuffle"], self._rng)
         config = backends.BackendConfig(
-            activation=p["activation"], output=p["output"], optimizer=p["optimizer"],
+            activation=p["activation"], output=self.out_activation_, optimizer=p["optimizer"],
             l2=p["l2"], l1=p["l1"], momentum=p["momentum"], batch_size=plan.batch,
-            n_threads=threads, input_scaling=(self.mean_, self.scale_))
+            n_threads=threads, input_scaling=(self.mean_, self.scale_),
+            targets=self._backend_targets(), sample_weight=w)
         full = []          # the scaled training set, made once if "full" asks
 
         def evaluate(due, correct):
             record = {}
-            if p["train_accuracy"] == "batch":
-                record["train_acc"] = correct / n
+            if p["train_accuracy"] == "batch" and self._target_kind != "continuous":
+                record["train_acc"] = correct / n        # a regressor has no accuracy
             elif p["train_accuracy"] == "full" and due:
                 if not full:
                     full.append(scaled_copy(src, self.mean_, self.scale_))
-                record["train_acc"] = self._score_outputs(self._outputs(full[0]), y_eval)
+                record["train_acc"] = self._score_outputs(self._outputs(full[0]), y_eval, w)
             if val is not None:
                 out = self._outputs(val[0])
-                record["val_score"] = self._score_outputs(out, val[1])
-                record["val_loss"] = self._loss_outputs(out, val[1])
+                record["val_score"] = self._score_outputs(out, val[1], val[2])
+                record["val_loss"] = self._loss_outputs(out, val[1], val[2])
                 if due:
                     record["test_acc"] = record["val_score"]
             return record

@@ -1,230 +1,49 @@
 """The classifier: :class:`MLPClassifier`, a thin layer over :class:`BaseMLP`.
 
-It says what a classifier's targets are: class labels, one output node per
-class, one-hot targets, accuracy as the score.  Everything else (parameters,
-data preparation, the training loop) is the base's and the trainer's.
+It says what a classifier's targets are: class labels (one output node per
+class, one-hot targets, accuracy as the score) or a multilabel indicator
+matrix (one sigmoid output per label, subset accuracy), and how class
+weights enter the loss.  Everything else (parameters, data preparation, the
+training loop) is the base's and the trainer's.
 """
-
-import os
 
 import numpy as np
 from sklearn.base import ClassifierMixin
 
-from . import _io
 from ._base import BaseMLP
-from ._validation import check_y
+from ._docs import attributes_section, parameters_section
+from ._params import ClassWeight, OneOf, Param, extended, make_init
+from ._validation import check_indicator, check_y
 
-__all__ = ["MLPClassifier", "load"]
+__all__ = ["MLPClassifier", "BLOG_EXPERIMENT"]
+
+#: The blog experiment: the blog series' MNIST run, which
+#: :meth:`MLPClassifier.blog_experiment` sets up.  Every epoch runs.
+BLOG_EXPERIMENT = dict(
+    hidden_layer_sizes=(70, 30), activation="sigmoid", output="sigmoid", epochs=35,
+    batch_size=500, learning_rate=0.001, lr_decay=1e-6, schedule="decay", momentum=5e-5,
+    optimizer="sgd", l2=0.01, l1=0.0, init_factor=2.0, scaling="standard",
+    early_stopping=False, n_iter_no_change=None)
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
-    """Multilayer perceptron classifier trained by mini-batch gradient descent.
+    _parameters = extended(BaseMLP._parameters, after="l1",
+                           output=Param(OneOf(("auto", "sigmoid", "softmax")), "auto"),
+                           class_weight=Param(ClassWeight(), None))
+    __init__ = make_init(_parameters)
 
-    By default the network of the blog experiment (see the README): sigmoid
-    hidden and output layers, binary cross-entropy summed over the output
-    nodes and over the samples of a mini-batch ("LogLoss"), L2 and L1
-    regularisation of the non-bias weights, momentum, a learning rate that
-    decays per epoch, and mini-batches drawn from a fresh permutation every
-    epoch.  Inputs are standardised with statistics of the training data,
-    and all arithmetic is float32.  tanh and relu hidden layers, a softmax
-    output and the rmsprop and adam optimizers are options.
+    @classmethod
+    def blog_experiment(cls, **overrides):
+        """The blog experiment's classifier: a 784-70-30-10 sigmoid network
+        (hidden layers 70 and 30) with LogLoss, L2 0.01, the blog's momentum
+        rule, a rate of 0.001 decayed per epoch, batches of 500, standardised
+        inputs and always 35 epochs (:data:`BLOG_EXPERIMENT`).  ``overrides``
+        replace any of these or set other parameters, e.g.
+        ``MLPClassifier.blog_experiment(random_state=0, n_threads=1)``."""
+        return cls(**dict(BLOG_EXPERIMENT, **overrides))
 
-    Each weight matrix is ``(n_out, 1 + n_in)`` with the bias weights in column
-    0 (``coefs_``).
-
-    Parameters
-    ----------
-    hidden_layer_sizes : tuple of int, default (70, 30)
-        Nodes per hidden layer; input and output sizes come from the data.
-        Blog: ``ay_nodes_layers = [0, 70, 30, 0]``.
-    activation : {"sigmoid", "tanh", "relu"}, default "sigmoid"
-        Activation of the hidden layers.  Each derivative is taken from the
-        layer's output A: A (1 - A), 1 - A^2, [A > 0].
-    output : {"sigmoid", "softmax"}, default "sigmoid"
-        Output layer and loss: sigmoid + LogLoss (the blog's) or softmax +
-        categorical cross-entropy (max-shifted, no log(0)).  Blog:
-        ``my_out_function`` / ``my_loss_function``.
-    epochs : int, default 35
-        Epochs a fit trains, unless the no-improvement rule (``n_iter_no_change``)
-        or the callback stops it first.  Blog: ``n_epochs``; scikit-learn:
-        ``max_iter``.
-    batch_size : int, default 500
-        Samples per mini-batch; the last batch of an epoch holds the
-        remainder.  A batch size above the number of samples means one batch
-        of all samples.  Blog: ``n_size_mini_batch``.
-    learning_rate : float, default 0.001
-        Blog: ``learn_rate``; scikit-learn: ``learning_rate_init``.
-    lr_decay : float, default 1e-6
-        At the start of epoch e the rate is divided by ``1 + lr_decay * e``
-        (``schedule="decay"`` only).  Blog: ``decrease_const``.
-    schedule : {"decay", "adaptive"}, default "decay"
-        How the rate changes from epoch to epoch.  "decay": the blog's
-        division above.  "adaptive" (scikit-learn's ``learning_rate=
-        "adaptive"``): the rate stays at ``learning_rate`` while the watched
-        figure improves (validation score with ``early_stopping``, else the
-        training loss); each time it has not improved by ``tol`` for more
-        than ``n_iter_no_change`` epochs in a row, the rate is divided by 5
-        and the count starts again, and once the rate is at or below 1e-6
-        such a plateau stops training.  ``lr_decay`` is not used.  The rate
-        carries over to partial_fit, warm-started fits and the model file.
-    momentum : float, default 5e-5
-        ``W -= lr G + momentum dW_prev``.  Blog: ``mom_rate``.  Used by the
-        "sgd" optimizer only.
-    optimizer : {"sgd", "rmsprop", "adam"}, default "sgd"
-        "sgd": the blog's momentum rule above.  "rmsprop" and "adam": the
-        rules of Keras's ``RMSprop`` and ``Adam`` (see ``rho``, ``beta_1``,
-        ``beta_2``, ``epsilon``), applied to the regularised gradient of the
-        summed batch cost, with ``learning_rate`` and its decay as the rate.
-        Keras's defaults for both are learning_rate 0.001 and no decay.
-    rho : float, default 0.9
-        rmsprop: decay of the running mean of squared gradients.
-    beta_1, beta_2 : float, default 0.9, 0.999
-        adam: decays of the first and second moment estimates.
-    epsilon : float, default 1e-7
-        rmsprop and adam: the small constant of the denominator (Keras's
-        placement: inside the square root for rmsprop, outside for adam).
-    l2 : float, default 0.01
-        L2 factor; adds ``l2/2 sum W^2`` to each batch cost.  Blog:
-        ``lambda2_reg``.
-    l1 : float, default 0.0
-        L1 factor; adds ``l1 sum |W|`` to each batch cost.  Blog:
-        ``lambda1_reg``.
-    init_factor : float, default 2.0
-        Initial weights are uniform in ``+-0.5 sqrt(1/n_in) init_factor``.
-        Blog: ``init_weight_fact`` with ``init_weight_meth = "sqrt_nodes"``.
-    shuffle : bool, default True
-        Draw a new permutation of the samples every epoch.  Blog:
-        ``b_shuffle_batches``.
-    scaling : {"standard", "minmax", "none"}, default "standard"
-        How inputs are scaled, with statistics of the training data only:
-        "standard" subtracts the mean and divides by the standard deviation
-        of each feature (the statistics of scikit-learn's ``StandardScaler``,
-        the blog's choice);
-        "minmax" maps each feature's training range to [0, 1] (for MNIST
-        pixels this is x/255 for every pixel that reaches 255); "none" leaves
-        the inputs as they are.  Blog: ``scaler1``/``scaler2``.
-    train_accuracy : {"batch", "full", "none"}, default "batch"
-        "batch": average the accuracy of each batch's own forward outputs
-        during the epoch (cheap).  "full": predict the whole training set
-        every ``eval_period`` epochs.  Blog: ``b_predictions_train``.
-    eval_period : int, default 1
-        Epochs between full-set accuracy measurements: the training set when
-        ``train_accuracy="full"``, and ``history_.test_acc`` on the validation
-        data (``val_score`` and ``val_loss`` are recorded every epoch).
-        Blog: ``prediction_train_period`` / ``prediction_test_period``.
-    early_stopping : bool, default False
-        Hold out ``validation_fraction`` of the training data (stratified by
-        class, split with ``random_state``, by scikit-learn's
-        ``train_test_split``), train on the rest, score the held-out part
-        after every epoch, and stop when the score has not improved by at
-        least ``tol`` for more than ``n_iter_no_change`` epochs in a row.
-        Given ``validation_data`` replaces the held-out part.  At the end of
-        the fit, however it ends (except by divergence or Ctrl-C), the model
-        is put back to the epoch with the best validation score: its
-        weights, optimiser state and step count, learning rate and adaptive
-        schedule; ``n_iter_``, ``t_`` and ``history_`` keep counting every
-        epoch trained, as scikit-learn's do.  Input scaling comes from the
-        training part.  partial_fit refuses it.  Scikit-learn: the same name.
-    validation_fraction : float in (0, 1), default 0.1
-        Share of the training data held out by ``early_stopping``.  It must
-        leave every class at least one sample on both sides.  Scikit-learn:
-        the same name.
-    n_iter_no_change : int >= 1 or None, default 10
-        The no-improvement rule's patience, as scikit-learn counts it: when
-        the watched figure (validation score with ``early_stopping``, else
-        the training loss ``history_.train_loss``) has not improved by at
-        least ``tol`` for more than this many epochs in a row, the fit stops
-        (``history_.stopped``), or the "adaptive" schedule lowers the rate.
-        None (or ``float("inf")``) never stops early: every epoch runs.
-        Scikit-learn: the same name.
-    tol : float >= 0, default 1e-4
-        The improvement that counts for ``n_iter_no_change``, in the watched
-        figure's units (per-sample loss, or score).  Scikit-learn: the same
-        name.
-    warm_start : bool, default False
-        ``fit`` on a fitted model trains ``epochs`` more epochs from its
-        weights, optimiser state, learning-rate schedule, input scaling and
-        random stream, appending to ``history_`` (like ``epochs`` calls of
-        partial_fit, but with early stopping and the no-improvement rule
-        counted afresh for the fit).  The data must have the same features
-        and classes.  Scikit-learn: the same name (whose optimiser starts
-        afresh).
-    backend : {"compiled", "numpy"}, default "compiled"
-        Which kernels run the training step: the Cython/C kernels or the NumPy
-        reference.  Both compute the same numbers.
-    n_threads : int or None, default None
-        Threads used during fit and predict.  The compiled backend splits each
-        batch into one row slice per thread (OpenMP) and keeps BLAS at one
-        thread; the NumPy backend gives them to BLAS.  None: all cores for the
-        compiled backend, BLAS's default for NumPy.  A fit is deterministic
-        for a given ``random_state`` and ``n_threads``.
-    divergence : {"raise", "warn"}, default "raise"
-        What happens when training diverges, i.e. a batch cost or an updated
-        weight becomes NaN or infinite (checked every batch, inside the
-        update pass): the model goes back to the weights and optimiser state
-        after the last finite step, records where it stopped in
-        ``history_.stopped``, and either raises :class:`DivergenceError`
-        ("raise") or warns with a RuntimeWarning and returns ("warn").
-    random_state : int, numpy Generator or None, default None
-        The random generator's seed for the weight initialisation and the
-        permutations: the same value gives the same run.
-    verbose : int, default 0
-        1 prints one line per epoch.
-
-    Attributes
-    ----------
-    coefs_ : list of ndarray
-        Weight matrices ``(n_out, 1 + n_in)`` float32, bias in column 0.
-    classes_ : ndarray
-        The class labels, in the order of the output nodes.
-    layers_ : tuple of int
-        Nodes per layer, input to output, e.g. (784, 70, 30, 10).
-    n_layers_ : int
-        ``len(layers_)``, input and output layers included (scikit-learn's
-        count).
-    n_outputs_ : int
-        Output nodes: one per class.
-    out_activation_ : str
-        The output layer's function, ``output``'s value ("sigmoid", which
-        scikit-learn calls "logistic", or "softmax").
-    n_features_in_ : int
-        Features seen in fit.
-    feature_names_in_ : ndarray of str
-        Column names of a data frame X seen in fit, when they are all
-        strings; only then set.  Data frames given later must have the same
-        columns (ValueError naming the differences); a plain array is
-        accepted with a UserWarning, as in scikit-learn.
-    mean_, scale_ : ndarray
-        Standardisation statistics of the training data (float32).
-    history_ : History
-        Per-batch and per-epoch record of the training.
-    n_iter_ : int
-        Epochs trained so far, over the model's life (also those after the
-        best epoch that early stopping put back).
-    t_ : int
-        Training samples the weight updates have used so far.
-    loss_curve_ : list of float
-        ``history_.cost``: the mean batch cost of every epoch (the blog's
-        figure; ``history_.train_loss`` is the per-sample loss).
-    best_loss_ : float or None
-        Lowest ``history_.train_loss`` the no-improvement rule saw; None
-        with early stopping (see ``best_validation_score_``).
-    validation_scores_ : list of float or None
-        With early stopping, the validation score of every epoch of the
-        last fit; else None.
-    best_validation_score_ : float or None
-        With early stopping, the best of ``validation_scores_``: that of
-        the epoch the model was put back to; else None.
-    optimizer_steps_ : int
-        Weight updates (batches) behind the current weights; adam's bias
-        correction counts them.  After early stopping, those up to the best
-        epoch.
-    learning_rate_ : float
-        Rate used in the last epoch (after early stopping: in the best
-        epoch).
-    """
-
-    def partial_fit(self, X, y, classes=None, validation_data=None, callback=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None, *, validation_data=None,
+                    callback=None):
         """Train one more epoch on (X, y), continuing from the current weights.
 
         The first call starts a new network; it needs ``classes`` (every label
@@ -240,7 +59,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         improvement"), so a loop of calls can stop.  ``early_stopping=True``
         is refused, as in scikit-learn.
 
-        ``callback`` is as for :meth:`fit`.
+        ``sample_weight``, ``validation_data`` and ``callback`` are as for
+        :meth:`fit`.
 
         Returns
         -------
@@ -248,19 +68,24 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """
         def outputs_from(y):
             if "_state" not in self.__dict__:
-                return self._outputs_for(y if classes is None else np.asarray(classes),
-                                         n_samples=y.shape[0])
-            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                given = y if classes is None or y.ndim == 2 else np.asarray(classes)
+                return self._outputs_for(given, n_samples=y.shape[0])
+            self._check_same_kind(y, "partial_fit: ")
+            if classes is not None and self._target_kind == "labels" and \
+                    not np.array_equal(np.unique(classes), self.classes_):
                 raise ValueError(f"classes {np.unique(classes)!r} differ from the classes of "
                                  f"the first call {self.classes_!r}")
             return len(self.classes_)
 
-        return self._partial_fit(X, y, outputs_from, validation_data, callback)
+        return self._partial_fit(X, y, sample_weight, outputs_from, validation_data, callback)
 
     def predict_proba(self, X):
-        """Class probabilities: the outputs normalised to sum to 1 per row."""
+        """Class probabilities, (n_samples, n_classes): the outputs normalised
+        to sum to 1 per row.  For multilabel targets, each label's own
+        probability (the sigmoid outputs as they are, not normalised)."""
         out = self.predict_outputs(X)
-        out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(np.float32).tiny)
+        if self._target_kind == "labels":
+            out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(np.float32).tiny)
         return out
 
     def predict_log_proba(self, X):
@@ -270,27 +95,60 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             return np.log(proba, out=proba)
 
     def predict(self, X):
-        """Predicted class label for each row of X."""
+        """Predicted class label for each row of X; for multilabel targets the
+        0/1 indicator matrix of the labels whose probability exceeds 0.5."""
         self._check_fitted()
-        return self.classes_[self.predict_outputs(X).argmax(axis=1)]
+        out = self.predict_outputs(X)
+        if self._target_kind == "multilabel":
+            return (out > 0.5).astype(np.int64)
+        return self.classes_[out.argmax(axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
     # ------------------------------------------------ what the targets are
     def _check_targets(self, y, n_samples, name="y"):
+        arr = y if y is None else np.asarray(y)
+        if arr is not None and arr.ndim == 2 and arr.shape[1] > 1:
+            return check_indicator(arr, n_samples, name)
         return check_y(y, n_samples, name)
 
     def _outputs_for(self, y, n_samples=None):
-        """Set ``classes_`` from the labels ``y``; return the number of outputs."""
+        """Set ``classes_`` from the targets ``y`` (labels, or an indicator
+        matrix); return the number of outputs."""
+        if y.ndim == 2:
+            self._set_target_kind("multilabel", None, y.shape[1])
+            return y.shape[1]
         classes = np.unique(y)
         if classes.shape[0] < 2:
             n = y.shape[0] if n_samples is None else n_samples
             raise ValueError(f"y has one class only ({classes[0]!r}, {n} "
                              "sample(s)); a classifier needs at least two classes")
-        self._set_outputs(classes)
+        self._set_target_kind("labels", classes, classes.shape[0])
         return classes.shape[0]
 
+    def _set_target_kind(self, kind, classes, n_outputs):
+        self._target_kind = kind
+        self.classes_ = np.arange(n_outputs) if kind == "multilabel" else classes
+
+    def _check_same_kind(self, y, what):
+        kind = "multilabel" if y.ndim == 2 else "labels"
+        if kind != self._target_kind:
+            given = "a label indicator matrix" if y.ndim == 2 else "a vector of labels"
+            raise ValueError(f"{what}y is {given}, but the model was fitted on "
+                             f"{self._target_kind} targets")
+        if kind == "multilabel" and y.shape[1] != len(self.classes_):
+            raise ValueError(f"{what}y has {y.shape[1]} label columns, but the model was "
+                             f"fitted on {len(self.classes_)}")
+
     def _check_outputs(self, y, what=""):
-        """Refuse labels whose classes differ from the fitted ``classes_``
-        (a warm-started fit, as scikit-learn)."""
+        """Refuse targets unlike the fitted ones (a warm-started fit, as
+        scikit-learn): other classes, or labels where the fit had a matrix."""
+        self._check_same_kind(y, what)
+        if self._target_kind == "multilabel":
+            return
         classes = np.unique(y)
         same = classes.shape == self.classes_.shape
         try:
@@ -304,13 +162,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                              "network)")
 
     def _strata(self, y):
-        return y
-
-    def _set_outputs(self, classes):
-        self.classes_ = classes
+        return y if y.ndim == 1 else None
 
     def _targets(self, y, name="y"):
-        """(one-hot float32 targets, output-node index of each label)."""
+        """(float32 targets, what scores compare with): one-hot rows and each
+        label's output-node index, or the indicator matrix twice."""
+        if self._target_kind == "multilabel":
+            self._check_same_kind(y, f"{name}: " if name != "y" else "")
+            return np.ascontiguousarray(y, dtype=np.float32), y
+        if y.ndim != 1:
+            self._check_same_kind(y, "")
         idx = np.searchsorted(self.classes_, y)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         bad = self.classes_[idx] != y
@@ -320,33 +181,79 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Y[np.arange(idx.shape[0]), idx] = 1.0
         return Y, idx
 
-    @staticmethod
-    def _score_outputs(outputs, y_idx):
-        """Accuracy of outputs against output-node indices."""
-        return float(np.mean(outputs.argmax(axis=1) == y_idx))
+    def _loss_weights(self, y, sample_weight):
+        """``sample_weight`` times each sample's ``class_weight`` (None when
+        neither is given)."""
+        cw = self._params.get("class_weight")
+        if cw is None:
+            return sample_weight
+        if self._target_kind == "multilabel":
+            raise ValueError("class_weight is not supported for multilabel targets; weigh "
+                             "the samples with sample_weight instead")
+        if isinstance(cw, str):               # "balanced", scikit-learn's formula
+            counts = np.bincount(self._targets(y)[1], minlength=len(self.classes_))
+            per_class = len(y) / (len(self.classes_) * np.maximum(counts, 1))
+        else:
+            classes = self.classes_.tolist()      # Python values: 3 == np.int64(3) as keys
+            unknown = [k for k in cw if k not in classes]
+            if unknown:
+                raise ValueError(f"class_weight has keys {unknown[:5]!r} that are not classes; "
+                                 f"the classes are {classes[:10]}")
+            per_class = np.array([float(cw.get(c, 1.0)) for c in classes])
+        w = per_class[self._targets(y)[1]].astype(np.float32)
+        return w if sample_weight is None else w * sample_weight
 
-    def _loss_outputs(self, outputs, y_idx):
-        """The output layer's loss of ``outputs`` against output-node indices,
-        mean per sample, in float64: LogLoss summed over the output nodes
-        for sigmoid outputs, categorical cross-entropy for softmax.  Each
-        log's argument is clipped at the smallest normal float32, as in
+    def _score_outputs(self, outputs, y_eval, sample_weight=None):
+        """Accuracy: of the largest output against the label's node, or for
+        multilabel targets subset accuracy (every label right at 0.5)."""
+        if self._target_kind == "multilabel":
+            right = np.all((outputs > 0.5) == (y_eval > 0.5), axis=1)
+        else:
+            right = outputs.argmax(axis=1) == y_eval
+        return float(np.average(right, weights=sample_weight))
+
+    def _loss_outputs(self, outputs, y_eval, sample_weight=None):
+        """The output layer's loss of ``outputs``, mean per sample (weighted
+        by ``sample_weight``), in float64: LogLoss summed over the output
+        nodes for sigmoid outputs, categorical cross-entropy for softmax.
+        Each log's argument is clipped at the smallest normal float32, as in
         training."""
         tiny = float(np.finfo(np.float32).tiny)
         a = outputs.astype(np.float64)
+        if self._target_kind == "multilabel":
+            y = y_eval.astype(np.float64)
+            per = -(y * np.log(np.maximum(a, tiny))
+                    + (1 - y) * np.log(np.maximum(1 - a, tiny))).sum(axis=1)
+            return float(np.average(per, weights=sample_weight))
         rows = np.arange(a.shape[0])
-        target = np.log(np.maximum(a[rows, y_idx], tiny))
-        if self._params["output"] == "softmax":
-            return float(-target.mean())
+        target = np.log(np.maximum(a[rows, y_eval], tiny))
+        if self.out_activation_ == "softmax":
+            return float(np.average(-target, weights=sample_weight))
         off = np.log(np.maximum(1.0 - a, tiny))
-        off[rows, y_idx] = target
-        return float(-off.sum(axis=1).mean())
+        off[rows, y_eval] = target
+        return float(np.average(-off.sum(axis=1), weights=sample_weight))
 
 
-def load(path):
-    """Read a model written by ``save``; returns the fitted estimator.
+MLPClassifier.__doc__ = """Multilayer perceptron classifier trained by mini-batch gradient descent.
 
-    Raises FileNotFoundError for a missing file and
-    :class:`fastmlp.ModelFileError` for anything else that is not a valid
-    model file; never unpickles."""
-    name = os.fspath(path)
-    return MLPClassifier._from_model_file(name, _io.read(name))
+    Its defaults suit any data set a scikit-learn user brings, much as
+    scikit-learn's own MLPClassifier: one hidden layer of 100 relu units, a
+    softmax output (sigmoid outputs for multilabel targets), adam, batches
+    of 200, L2 1e-4, and up to 200 epochs until the training loss stops
+    improving.  :meth:`blog_experiment` gives the blog experiment's network
+    and settings instead (see the README).  The loss is summed over the
+    output nodes and the samples of a batch (the blog's "LogLoss" for
+    sigmoid outputs), L2 and L1 regularise the non-bias weights, inputs are
+    standardised with statistics of the training data, and all arithmetic
+    is float32.
+
+    y may be a vector of class labels of any sortable type, or a 2-D 0/1
+    indicator matrix for multilabel classification (then ``predict``
+    returns such a matrix, thresholded at 0.5, and ``predict_proba`` each
+    label's probability).  Each weight matrix is ``(n_out, 1 + n_in)`` with
+    the bias weights in column 0 (``coefs_``).
+""" + parameters_section(MLPClassifier._parameters) + attributes_section(
+    ["coefs_", "classes_", "layers_", "n_layers_", "n_outputs_", "out_activation_",
+     "n_features_in_", "feature_names_in_", "mean_", "history_", "n_iter_", "t_",
+     "loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_",
+     "optimizer_steps_", "learning_rate_"]) + "    "

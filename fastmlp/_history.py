@@ -14,17 +14,18 @@ def _plain(v):
     return float(v)
 
 
-def format_epoch(epoch, record, epochs=None):
-    """One line summing up an epoch's history record (verbose output, CLI)."""
+def format_epoch(epoch, record, epochs=None, score="acc", held_out="test"):
+    """One line summing up an epoch's history record (verbose output, CLI);
+    ``score`` names the scores ("acc", or "R2" for a regressor) and
+    ``held_out`` the data of ``test_acc`` ("test", or "val" for a part held
+    out of the training data)."""
     total = f"/{epochs}" if epochs else ""
     parts = [f"epoch {epoch + 1:3d}{total}", f"cost {record['cost']:10.4f}",
              f"reg share {record['reg_share']:.4f}"]
     if "train_acc" in record:
-        parts.append(f"train acc {record['train_acc']:.4f}")
+        parts.append(f"train {score} {record['train_acc']:.4f}")
     if "test_acc" in record:
-        parts.append(f"test acc {record['test_acc']:.4f}")
-    if "val_loss" in record:
-        parts.append(f"val loss {record['val_loss']:.4f}")
+        parts.append(f"{held_out} {score} {record['test_acc']:.4f}")
     parts += [f"lr {record['learning_rate']:.6g}", f"{record['epoch_time']:.3f} s"]
     return "  ".join(parts)
 

@@ -7,9 +7,12 @@ knows nothing of the estimators; an estimator builds itself from what
 
 A model file holds only arrays and a JSON header:
 
-* ``__fastmlp__``  JSON (as a uint8 array): format version, hyperparameters,
-  layer sizes, epochs trained, learning rate, class-label kind;
-* ``classes``      the class labels (numbers or unicode strings);
+* ``__fastmlp__``  JSON (as a uint8 array): format version, the estimator
+  (``MLPClassifier`` or ``MLPRegressor``), the kind of targets (``labels``,
+  ``multilabel`` or ``continuous``), hyperparameters, layer sizes, epochs
+  trained, learning rate;
+* ``classes``      the class labels (numbers or unicode strings; for
+  multilabel targets the label columns 0 .. K-1; absent for a regressor);
 * ``mean``, ``scale``  the input scaling;
 * ``W0``, ``W1``, ...  the weight matrices (n_out, 1 + n_in), float32;
 * ``V0``, ``V1``, ...  the optimiser's state (sgd: the velocity, i.e. the
@@ -23,7 +26,9 @@ Four optional header fields came later within version 2, and files without
 them load as before: ``samples_seen`` (the training samples the steps used),
 ``next_rate`` (the adaptive schedule's rate for the next epoch),
 ``plateau`` (the no-improvement rule's best value, its epoch and count) and
-``feature_names`` (a data frame's column names seen in fit).
+``feature_names`` (a data frame's column names seen in fit).  Version 3
+added ``estimator`` and ``targets`` to the header, for regressors and
+multilabel classifiers; a file without them is a single-label classifier.
 
 It is read with ``allow_pickle=False``, and every shape and dtype is checked
 against the header, so a crafted file cannot run code; anything inconsistent
@@ -50,8 +55,11 @@ from ._registry import optimizer_kind
 __all__ = ["save", "read", "ModelFile", "ModelFileError", "FORMAT_VERSION"]
 
 #: Version of the file layout written by :func:`save`.
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+#: The estimators a file can hold, and the kinds of targets.
+ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+TARGET_KINDS = ("labels", "multilabel", "continuous")
 _MAGIC = "fastmlp-model"
 
 
@@ -64,24 +72,33 @@ class ModelFile(NamedTuple):
 
     params: dict          # the estimator's get_params(), as JSON data
     state: NetworkState   # layers, weights, optimiser state, counts, last rate
-    classes: np.ndarray   # the output nodes' labels
+    classes: np.ndarray   # the output nodes' labels (None for a regressor)
     mean: np.ndarray      # input scaling, float32
     scale: np.ndarray
     feature_names: list = None   # column names seen in fit, or None
+    estimator: str = "MLPClassifier"
+    targets: str = "labels"      # "labels", "multilabel" or "continuous"
 
 
-def save(path, params, state, classes, mean, scale, feature_names=None):
+def save(path, params, state, classes, mean, scale, feature_names=None,
+         estimator="MLPClassifier", targets="labels"):
     """Write hyperparameters ``params`` (JSON-ready), a network ``state``, the
-    class labels, the input scaling and the feature names (or None) to
-    ``path`` (.npz), atomically."""
+    class labels (None for continuous targets), the input scaling and the
+    feature names (or None) of an ``estimator`` with ``targets`` of a kind in
+    :data:`TARGET_KINDS` to ``path`` (.npz), atomically."""
     path = os.fspath(path)
-    classes = np.asarray(classes)
-    if classes.dtype.kind not in "biufU":
-        raise ValueError(f"class labels of dtype {classes.dtype} cannot be saved without "
-                         "pickle; use numbers or strings")
+    if estimator not in ESTIMATORS or targets not in TARGET_KINDS:
+        raise ValueError(f"cannot save a {estimator} with {targets} targets")
+    if classes is not None:
+        classes = np.asarray(classes)
+        if classes.dtype.kind not in "biufU":
+            raise ValueError(f"class labels of dtype {classes.dtype} cannot be saved without "
+                             "pickle; use numbers or strings")
     header = {
         "magic": _MAGIC,
         "format_version": FORMAT_VERSION,
+        "estimator": estimator,
+        "targets": targets,
         "params": params,
         "layers": list(state.layers),
         "n_iter": int(state.epochs),
@@ -98,8 +115,10 @@ def save(path, params, state, classes, mean, scale, feature_names=None):
         header["feature_names"] = [str(v) for v in feature_names]
     arrays = {
         "__fastmlp__": np.frombuffer(json.dumps(header).encode(), np.uint8),
-        "classes": classes, "mean": mean, "scale": scale,
+        "mean": mean, "scale": scale,
     }
+    if classes is not None:
+        arrays["classes"] = classes
     for i, (W, V) in enumerate(zip(state.weights, state.state1)):
         arrays[f"W{i}"] = W
         arrays[f"V{i}"] = V
@@ -255,15 +274,23 @@ def _read(name):
         if isinstance(hidden, (list, tuple)) and list(hidden) != layers[1:-1]:
             raise ModelFileError(f"{name}: hidden layers {layers[1:-1]} disagree with the "
                                  f"hyperparameters {list(hidden)}")
-        # version 1 files are all sgd; the estimator's default is sgd too
-        optimizer = params.get("optimizer", "sgd")
+        estimator = header.get("estimator", "MLPClassifier")
+        targets = header.get("targets", "labels")
+        if estimator not in ESTIMATORS or targets not in TARGET_KINDS or \
+                (estimator == "MLPRegressor") != (targets == "continuous"):
+            raise ModelFileError(f"{name}: header names an unknown model: {estimator!r} with "
+                                 f"{targets!r} targets")
+        # version 1 files are all sgd, which was then the default
+        params.setdefault("optimizer", "sgd")
+        optimizer = params["optimizer"]
         try:
             n_states = optimizer_kind(optimizer).n_states
         except ValueError as exc:
             raise ModelFileError(f"{name}: bad hyperparameters: {exc}") from exc
-        classes = _get(npz, "classes", name)
+        classes = None if targets == "continuous" else _get(npz, "classes", name)
         mean, scale = _get(npz, "mean", name), _get(npz, "scale", name)
-        if classes.ndim != 1 or classes.shape[0] != layers[-1] or classes.dtype.kind not in "biufU":
+        if classes is not None and (classes.ndim != 1 or classes.shape[0] != layers[-1]
+                                    or classes.dtype.kind not in "biufU"):
             raise ModelFileError(f"{name}: classes must be {layers[-1]} numbers or strings, "
                                  f"got {classes.dtype} {classes.shape}")
         for key, arr in (("mean", mean), ("scale", scale)):
@@ -288,11 +315,12 @@ def _read(name):
                 if not np.all(np.isfinite(arr)):
                     raise ModelFileError(f"{name}: {key} holds NaN or infinity")
                 found[k].append(np.ascontiguousarray(arr))
-        extra = set(npz.files) - {"__fastmlp__", "classes", "mean", "scale"} \
+        expected = {"__fastmlp__", "mean", "scale"} | ({"classes"} if classes is not None else set())
+        extra = set(npz.files) - expected \
             - {f"{k}{i}" for i in range(len(layers) - 1) for k in kinds}
         if extra:
             raise ModelFileError(f"{name}: unexpected arrays {sorted(extra)}")
     state = NetworkState(tuple(layers), found["W"], optimizer, found["V"],
                          found["S"] if n_states == 2 else None, steps, n_iter, lr_now,
                          samples or 0, next_rate, plateau)
-    return ModelFile(params, state, classes, mean, scale, names)
+    return ModelFile(params, state, classes, mean, scale, names, estimator, targets)

@@ -15,9 +15,10 @@ from sklearn.model_selection import train_test_split
 __all__ = ["hold_out"]
 
 
-def hold_out(X, y, fraction, strata, random_state):
-    """``(X_train, y_train, (X_val, y_val))``: ``fraction`` of the rows of
-    (X, y) held out, stratified by ``strata`` (the labels, or None).
+def hold_out(X, y, w, fraction, strata, random_state):
+    """``(X_train, y_train, w_train, (X_val, y_val, w_val))``: ``fraction``
+    of the rows of (X, y) and of the sample weights ``w`` (or None) held out,
+    stratified by ``strata`` (the labels, or None).
 
     ``random_state`` as the estimator has it: an int or None seeds the
     split; a NumPy Generator gives a seed drawn from it."""
@@ -53,4 +54,5 @@ def hold_out(X, y, fraction, strata, random_state):
                 raise ValueError(f"validation_fraction={fraction} leaves no sample of class(es) "
                                  f"{absent[:5].tolist()} in the {part} set ({len(val)} of {n} "
                                  "samples held out); change validation_fraction")
-    return X[train], y[train], (X[val], y[val])
+    part = (lambda rows: None) if w is None else (lambda rows: w[rows])
+    return X[train], y[train], part(train), (X[val], y[val], part(val))

@@ -40,7 +40,7 @@ def check_choice(name, value, choices):
     return value
 
 
-def check_X(X, name="X", n_features=None):
+def check_X(X, name="X", n_features=None, owner="MLPClassifier"):
     """Validate a feature matrix; return it as an ndarray (no copy when possible).
 
     Accepts any 2-D array-like of real numbers (ints, float32/64, F-ordered,
@@ -81,7 +81,7 @@ def check_X(X, name="X", n_features=None):
         raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum "
                          "of 1 is required.")
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but MLPClassifier is "
+        raise ValueError(f"{name} has {arr.shape[1]} features, but {owner} is "
                          f"expecting {n_features} features as input")
     if np.issubdtype(arr.dtype, np.floating):
         # fast path: a float64 sum of finite float values is finite unless
@@ -130,114 +130,92 @@ def check_y(y, n_samples, name="y"):
 
 
 def check_validation_data(validation_data):
-    """Return ``(X_val, y_val)`` from ``validation_data``, or raise naming it."""
+    """Return ``(X_val, y_val, w_val)`` from ``validation_data``, a pair or a
+    triple with sample weights (w_val None for a pair), or raise naming it."""
     try:
-        Xv, yv = validation_data
-    except (TypeError, ValueError):
+        items = tuple(validation_data)
+    except TypeError:
+        items = None
+    if items is None or len(items) not in (2, 3):
         what = (f"{len(validation_data)} items" if hasattr(validation_data, "__len__")
                 else type(validation_data).__name__)
-        raise ValueError("validation_data must be a pair (X_val, y_val), got "
-                         f"{what}") from None
-    return Xv, yv
+        raise ValueError("validation_data must be a pair (X_val, y_val), or a triple "
+                         f"(X_val, y_val, sample_weight_val), got {what}")
+    return items if len(items) == 3 else items + (None,)
 
 
-# ---------------------------------------------------------------- parameters
-class Spec:
-    """How one hyperparameter is checked: ``check(name, value)`` returns the
-    value to train with or raises TypeError / ValueError naming it."""
-
-    def check(self, name, value):
-        return value
-
-
-class Integer(Spec):
-    """An integer >= ``minimum``; None too when ``optional``."""
-
-    def __init__(self, minimum=1, optional=False):
-        self.minimum, self.optional = minimum, optional
-
-    def check(self, name, value):
-        if value is None and self.optional:
-            return None
-        return check_positive_int(name, value, self.minimum)
-
-
-class Real(Spec):
-    """A finite number >= 0 (> 0 when ``positive``)."""
-
-    def __init__(self, positive=False):
-        self.positive = positive
-
-    def check(self, name, value):
-        return check_nonneg_float(name, value, allow_zero=not self.positive)
+def check_sample_weight(sample_weight, n_samples, name="sample_weight"):
+    """``sample_weight`` as a new float32 array of ``n_samples`` finite
+    weights >= 0, not all 0; None stays None.  The caller's array is never
+    modified (a copy is made once per call)."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, (numbers.Real, np.number)) and not isinstance(sample_weight, bool):
+        sample_weight = np.full(n_samples, sample_weight)
+    try:
+        w = np.array(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of numbers: {exc}") from None
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(f"{name} has shape {w.shape}, but X has {n_samples} samples: give one "
+                         "weight per sample")
+    bad = ~np.isfinite(w)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name} contains NaN or infinity (first at {i}: {w[i]})")
+    if (w < 0).any():
+        i = int(np.argmax(w < 0))
+        raise ValueError(f"{name} must be >= 0, but entry {i} is {w[i]}")
+    if n_samples and not (w > 0).any():
+        raise ValueError(f"{name} is zero for every sample: nothing would be learned")
+    if w.max(initial=0.0) > np.finfo(np.float32).max:
+        raise ValueError(f"{name} has weights beyond the float32 range")
+    return w.astype(np.float32)
 
 
-class Fraction(Spec):
-    """A number strictly between 0 and 1."""
-
-    def check(self, name, value):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
-        return float(value)
-
-
-class Patience(Spec):
-    """An integer >= 1, or None (or infinity, scikit-learn's spelling) for never."""
-
-    def check(self, name, value):
-        if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                             and value == float("inf")):
-            return None
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer >= 1 or None (never), got "
-                            f"{type(value).__name__} {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, or None to never stop early, got {value}")
-        return int(value)
+def check_indicator(y, n_samples, name="y"):
+    """A 2-D multilabel indicator matrix of 0s and 1s with ``n_samples``
+    rows, as an int8 array."""
+    arr = np.asarray(y)
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n_samples} samples")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} is a label indicator matrix with no columns")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} is 2-D, so it must be a multilabel indicator matrix of 0 and "
+                         f"1, but its dtype is {arr.dtype}")
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"{name} is a multilabel indicator matrix, so every entry must be 0 or "
+                         f"1, but row {r}, column {c} holds {arr[r, c].item()!r}")
+    return arr.astype(np.int8)
 
 
-class OneOf(Spec):
-    """One of a fixed set of names."""
-
-    def __init__(self, choices):
-        self.choices = tuple(choices)
-
-    def check(self, name, value):
-        return check_choice(name, value, self.choices)
-
-
-class Flag(Spec):
-    """A bool (an int is taken as one)."""
-
-    def check(self, name, value):
-        if not isinstance(value, (bool, np.bool_, int, np.integer)):
-            raise TypeError(f"{name} must be a bool or an int, got {type(value).__name__} "
-                            f"{value!r}")
-        return value
-
-
-class LayerSizes(Spec):
-    """A tuple of layer sizes >= 1 (one int means one layer)."""
-
-    def check(self, name, value):
-        hidden = value
-        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
-            hidden = (hidden,)
-        if isinstance(hidden, str):      # tuple("70") would be ("7", "0")
-            raise TypeError(f"{name} must be a tuple of ints, got {hidden!r}")
-        try:
-            hidden = tuple(hidden)
-        except TypeError:
-            raise TypeError(f"{name} must be a tuple of ints, got {value!r}") from None
-        return tuple(check_positive_int(f"{name} entries", h) for h in hidden)
-
-
-def check_params(table, obj):
-    """``{name: checked value}`` for every parameter in ``table`` (name -> Spec),
-    read from ``obj``'s attributes, in the table's order."""
-    return {name: spec.check(name, getattr(obj, name)) for name, spec in table.items()}
+def check_continuous(y, n_samples, name="y"):
+    """Regression targets: ``n_samples`` rows of finite numbers, 1-D or 2-D,
+    as float64."""
+    if y is None:
+        raise ValueError("MLPRegressor requires y to be passed, but the target y is None")
+    arr = np.asarray(y)
+    if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] < 1):
+        raise ValueError(f"{name} must be 1-D (n_samples,) or 2-D (n_samples, n_outputs), got "
+                         f"shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} values but X has {n_samples} samples")
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must hold numbers for a regressor, got dtype "
+                         f"{arr.dtype}") from None
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        raise ValueError(f"{name} contains NaN or infinity (first at {tuple(where.tolist())}); "
+                         "remove or impute these values")
+    if np.abs(arr).max(initial=0.0) > np.finfo(np.float32).max:
+        raise ValueError(f"{name} has values beyond the float32 range")
+    return arr
 
 
 # ------------------------------------------------------------- feature names
