@@ -1,9 +1,10 @@
 """Compiled vs NumPy backend: seconds per epoch on MNIST, side by side.
 
 Trains the blog experiment's network (784-70-30-10 with its hyperparameters,
-the estimator's defaults) on the shipped MNIST with each backend and thread
-count, for a few epochs, repeated; the figure per row is the best repeat's mean training seconds per epoch (the batch
-loop: gather, forward, backward, update -- no evaluation).  Ratios are taken
+``MLPClassifier.blog_experiment()``) on the shipped MNIST with each backend
+and thread count, for a few epochs, repeated; the figure per row is the best
+repeat's mean training seconds per epoch (the batch loop: gather, forward,
+backward, update -- no evaluation).  Ratios are taken
 within this one run, so machine noise hits every row alike.
 
     python bench/backends.py                       # batch 500 and 20000
@@ -28,8 +29,8 @@ def measure(X, y, backend, n_threads, batch_size, epochs, repeats):
     """``(seconds per epoch, fitted model)`` of the best repeat (repeat r with
     random seed r): the mean of the fit's per-epoch batch-loop seconds."""
     def run(r):
-        m = MLPClassifier(backend=backend, n_threads=n_threads, batch_size=batch_size,
-                          epochs=epochs, random_state=r)
+        m = MLPClassifier.blog_experiment(backend=backend, n_threads=n_threads,
+                                          batch_size=batch_size, epochs=epochs, random_state=r)
         m.fit(X, y)
         return float(np.mean(m.history_.train_time)), m
 

@@ -105,8 +105,9 @@ def child(backend, batch, epochs, threads, use_tracemalloc, mmap_dir=None):
     if use_tracemalloc:
         import tracemalloc
         tracemalloc.start(25)
-    clf = MLPClassifier(HIDDEN, epochs=epochs, batch_size=batch, backend=backend,
-                        n_threads=threads, random_state=0)
+    clf = MLPClassifier.blog_experiment(hidden_layer_sizes=HIDDEN, epochs=epochs,
+                                        batch_size=batch, backend=backend, n_threads=threads,
+                                        random_state=0)
     seconds = timed_fit(clf, X, y, callback=cb)
     points["fit"] = _point()
     result = {"backend": backend, "batch": batch, "epochs": epochs, "threads": threads,

@@ -45,17 +45,16 @@ def run_one(lam, epochs, threads, seed):
     """Train with lambda2 = lam; return the figures and the per-batch curves.
 
     The settings the study changes are passed here; the rest (layers 70, 30,
-    sigmoid, LogLoss, sgd, L1 0, shuffling) are the estimator's defaults,
-    which are the blog experiment's.
+    sigmoid, LogLoss, sgd, L1 0, shuffling, every epoch: the plateau is what
+    it studies) are the blog experiment's (``blog_experiment()``).
     """
     from fastmlp import MLPClassifier
     from fastmlp.datasets import load_mnist
     (X, y), (Xt, yt) = load_mnist()
-    m = MLPClassifier(l2=lam, epochs=epochs, learning_rate=0.001, lr_decay=1e-5,
-                      momentum=5e-5, batch_size=500, init_factor=1.0, scaling="standard",
-                      n_threads=threads, random_state=seed,
-                      eval_period=max(1, epochs // 20),
-                      n_iter_no_change=None)    # all the epochs: the plateau is what it studies
+    m = MLPClassifier.blog_experiment(l2=lam, epochs=epochs, learning_rate=0.001,
+                                      lr_decay=1e-5, momentum=5e-5, batch_size=500,
+                                      init_factor=1.0, scaling="standard", n_threads=threads,
+                                      random_state=seed, eval_period=max(1, epochs // 20))
     seconds = timed_fit(m, X, y, validation_data=(Xt, yt))
     h = m.history_
     return dict(

@@ -7,8 +7,8 @@ of that run).  fastmlp, PyTorch and scikit-learn use the blog experiment's
 learning rate for the batch size (0.001 below 10000, 0.0001 above, as the
 blog series ran batch 500 and 20000).  Rows:
 
-  fastmlp compiled   the product (the blog experiment's hyperparameters, which
-                     are the estimator's defaults; standardised inputs)
+  fastmlp compiled   the product with the blog experiment's hyperparameters
+                     (``MLPClassifier.blog_experiment()``; standardised inputs)
   fastmlp numpy      fastmlp's NumPy reference backend, same settings
   keras blog         the blog series' Keras MLP as it ran it: rmsprop,
                      categorical cross-entropy, L2 0.01, x/255 inputs
@@ -78,12 +78,12 @@ def blog_learning_rate(batch):
 
 
 def run_fastmlp(data, batch, epochs, threads, seed, backend="compiled"):
-    """fastmlp with the blog experiment's settings (the estimator's defaults)
+    """fastmlp with the blog experiment's settings (``blog_experiment()``)
     and :func:`blog_learning_rate`; returns (fit seconds, test accuracy)."""
     (X, y), (Xt, yt) = data
-    m = MLPClassifier(backend=backend, batch_size=batch, epochs=epochs, n_threads=threads,
-                      learning_rate=blog_learning_rate(batch), random_state=seed,
-                      n_iter_no_change=None)      # every epoch, as the other rows
+    m = MLPClassifier.blog_experiment(backend=backend, batch_size=batch, epochs=epochs,
+                                      n_threads=threads, random_state=seed,
+                                      learning_rate=blog_learning_rate(batch))
     return timed_fit(m, X, y), m.score(Xt, yt)
 
 
@@ -95,8 +95,8 @@ RMSPROP = dict(optimizer="rmsprop", learning_rate=0.001, lr_decay=0.0, l2=0.01)
 
 def _rmsprop_model(batch, epochs, threads, seed):
     """The fastmlp rmsprop row's estimator (unfitted)."""
-    return MLPClassifier(batch_size=batch, epochs=epochs, n_threads=threads,
-                         random_state=seed, n_iter_no_change=None, **RMSPROP)
+    return MLPClassifier.blog_experiment(batch_size=batch, epochs=epochs, n_threads=threads,
+                                         random_state=seed, **RMSPROP)
 
 
 def run_fastmlp_rmsprop(data, batch, epochs, threads, seed):
@@ -269,8 +269,8 @@ RUNNERS = {"fastmlp": run_fastmlp, "numpy": run_numpy, "keras": run_keras,
 def phase_breakdown(data, batch, epochs, threads):
     """Per-phase seconds of a fastmlp compiled fit with test accuracy every epoch."""
     (X, y), (Xt, yt) = data
-    m = MLPClassifier(batch_size=batch, epochs=epochs, n_threads=threads, random_state=0,
-                      n_iter_no_change=None)
+    m = MLPClassifier.blog_experiment(batch_size=batch, epochs=epochs, n_threads=threads,
+                                      random_state=0)
     m.fit(X, y, validation_data=(Xt, yt))
     return m.history_.phase_totals()
 
