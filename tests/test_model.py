@@ -10,7 +10,7 @@ from fastmlp import MLPClassifier, lr_schedule
 from fastmlp._scaling import scaled_copy
 from fastmlp.datasets import load_digits
 
-from _reference import forward, loss
+from _reference import blog, forward, loss
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +20,13 @@ def digits():
 
 @pytest.fixture
 def small(backend):
-    """Factory of small, quick models; every test using it runs on both backends."""
+    """Factory of small, quick models with the blog experiment's settings;
+    every test using it runs on both backends."""
     def make(**kw):
         params = dict(hidden_layer_sizes=(20, 12), epochs=3, batch_size=64,
                       learning_rate=0.05, random_state=0, backend=backend)
         params.update(kw)
-        return MLPClassifier(**params)
+        return blog(**params)
     return make
 
 

@@ -11,7 +11,7 @@ from fastmlp import MLPClassifier, NetworkState, backends
 from fastmlp.backends import BACKENDS, BackendConfig
 from fastmlp._optim import Optimizer
 
-from _reference import random_problem
+from _reference import blog, random_problem
 
 #: Every backend module by name, for the twin comparisons.
 MODS = {name: backends.module(name) for name in BACKENDS}
@@ -191,7 +191,7 @@ def digits():
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
 def test_estimator_learns_digits(digits, name, backend):
     (X, y), (Xt, yt) = digits
-    m = MLPClassifier((30,), optimizer=name, epochs=20, batch_size=64, learning_rate=0.003,
+    m = blog((30,), optimizer=name, epochs=20, batch_size=64, learning_rate=0.003,
                       backend=backend, random_state=0).fit(X, y)
     assert m.optimizer_steps_ == 20 * -(-len(X) // 64)
     assert m.score(Xt, yt) >= 0.93
@@ -205,8 +205,8 @@ def test_partial_fit_and_save_load_continue_the_optimizer_state(digits, name, tm
     (X, y), _ = digits
     kw = dict(hidden_layer_sizes=(20,), optimizer=name, batch_size=100, learning_rate=0.002,
               random_state=4, n_threads=1)
-    full = MLPClassifier(epochs=3, **kw).fit(X, y)
-    part = MLPClassifier(**kw)
+    full = blog(epochs=3, **kw).fit(X, y)
+    part = blog(**kw)
     part.partial_fit(X, y)
     path = tmp_path / "m.npz"
     part.save(path)
@@ -227,20 +227,20 @@ def test_partial_fit_and_save_load_continue_the_optimizer_state(digits, name, tm
 def test_unknown_optimizer_and_bad_hyperparameters_are_named(digits):
     (X, y), _ = digits
     with pytest.raises(ValueError, match="optimizer"):
-        MLPClassifier(optimizer="nadam").fit(X, y)
+        blog(optimizer="nadam").fit(X, y)
     with pytest.raises(ValueError, match="beta_1"):
-        MLPClassifier(optimizer="adam", beta_1=1.5).fit(X, y)
+        blog(optimizer="adam", beta_1=1.5).fit(X, y)
     with pytest.raises(ValueError, match="epsilon"):
-        MLPClassifier(optimizer="rmsprop", epsilon=0.0).fit(X, y)
+        blog(optimizer="rmsprop", epsilon=0.0).fit(X, y)
     with pytest.raises(ValueError, match="rho"):
-        MLPClassifier(optimizer="rmsprop", rho=-0.1).fit(X, y)
+        blog(optimizer="rmsprop", rho=-0.1).fit(X, y)
 
 
 def test_version_1_model_files_still_load(digits, tmp_path):
     """Files written before the optimiser existed (format 1, sgd) load as sgd."""
     import json
     (X, y), _ = digits
-    m = MLPClassifier((10,), epochs=1, random_state=0).fit(X, y)
+    m = blog((10,), epochs=1, random_state=0).fit(X, y)
     path = tmp_path / "new.npz"
     m.save(path)
     with np.load(path) as f:
@@ -260,7 +260,7 @@ def test_version_1_model_files_still_load(digits, tmp_path):
 
 def test_partial_fit_takes_new_rates_and_refuses_structural_changes(digits):
     (X, y), _ = digits
-    same, m = (MLPClassifier((10,), random_state=0, l2=0.0).partial_fit(X, y)
+    same, m = (blog((10,), random_state=0, l2=0.0).partial_fit(X, y)
                for _ in range(2))
     m.set_params(l2=50.0)                   # a huge penalty: smaller weights than
     for model in (same, m):                 # the same epoch without it
@@ -270,7 +270,7 @@ def test_partial_fit_takes_new_rates_and_refuses_structural_changes(digits):
     assert m.history_.reg_share[1] > 0 == same.history_.reg_share[1]
     for change in (dict(hidden_layer_sizes=(11,)), dict(activation="tanh"),
                    dict(optimizer="adam"), dict(scaling="minmax")):
-        bad = MLPClassifier((10,), random_state=0).partial_fit(X, y)
+        bad = blog((10,), random_state=0).partial_fit(X, y)
         bad.set_params(**change)
         with pytest.raises(ValueError, match=f"{next(iter(change)).split('_layer')[0]}"):
             bad.partial_fit(X, y)

@@ -58,7 +58,7 @@ from fastmlp import MLPClassifier, NetworkState, backends
 from fastmlp._scaling import scaled_copy
 from fastmlp.backends import BACKENDS, BackendConfig
 
-from _reference import assert_same_training_state
+from _reference import assert_same_training_state, blog
 
 ck = backends.module("compiled")     # the kernels under test
 nb = backends.module("numpy")        # their NumPy twins, the reference
@@ -729,7 +729,7 @@ def test_classifier_fit_safe_and_backends_agree(seed, n, m, n_classes, form, y_f
             yield
 
     with quiet():
-        fits = {b: MLPClassifier(backend=b, **params).fit(X, y) for b in BACKENDS}
+        fits = {b: blog(backend=b, **params).fit(X, y) for b in BACKENDS}
         outputs = {b: model.predict_outputs(X) for b, model in fits.items()}
         preds = {b: model.predict(X) for b, model in fits.items()}
     assert (_digest(X), _digest(y), X.flags.writeable) == before, "fit/predict changed X or y"
@@ -745,7 +745,7 @@ def test_classifier_fit_safe_and_backends_agree(seed, n, m, n_classes, form, y_f
         assert outputs[b].shape == (n, len(np.unique(y)))
     # the same values in float64 C order: the same float32 inputs, the same fit
     with quiet():
-        ref = MLPClassifier(backend="compiled", **params).fit(X64, y)
+        ref = blog(backend="compiled", **params).fit(X64, y)
     for a, b in zip(fits["compiled"].coefs_, ref.coefs_):
         np.testing.assert_array_equal(a, b)
     # the backends agree where the run is well-conditioned: stable steps on

