@@ -15,7 +15,6 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from threadpoolctl import threadpool_limits
 
 from . import backends
 from ._fitted import FittedAttributes
@@ -28,6 +27,7 @@ from ._registry import ACTIVATIONS, OPTIMIZERS
 from ._scaling import SCALINGS, fit_scaling, scaled_copy, training_source
 from ._schedule import AdaptiveSchedule, DecaySchedule
 from ._split import hold_out
+from ._threads import blas_threads
 from ._trainer import BatchPlan, DivergenceError, Plateau, Trainer
 from ._validation import (check_feature_names, check_sample_weight, check_validation_data,
                           check_X, feature_names)
@@ -199,9 +199,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         Xs = scaled_copy(check_X(X, n_features=self.n_features_in_, owner=type(self).__name__),
                          self.mean_, self.scale_)
         _, blas = self._backend_class().thread_plan(self._params["n_threads"])
-        if blas is None:
-            return self._outputs(Xs)
-        with threadpool_limits(limits=blas, user_api="blas"):
+        with blas_threads(blas):
             return self._outputs(Xs)
 
     def loss_and_gradients(self, X, y, sample_weight=None):
@@ -226,7 +224,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         config = backends.BackendConfig(activation=p["activation"], output=self.out_activation_,
                                         l2=p["l2"], l1=p["l1"], n_threads=threads,
                                         targets=self._backend_targets(), sample_weight=w)
-        with threadpool_limits(limits=blas, user_api="blas"):
+        with blas_threads(blas):
             return backends.loss_and_gradients(p["backend"], self.coefs_, Xs, Y, config)
 
     # ------------------------------------------------------------ internals
@@ -398,7 +396,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
             return record
 
         first_epoch = len(self.history_)
-        with threadpool_limits(limits=blas, user_api="blas"):
+        with blas_threads(blas):
             backend = cls(src, Y, state, config)
             trainer = Trainer(backend, state, self.history_, plan, p["eval_period"], evaluate,
                               callback, bool(self.verbose))

@@ -212,3 +212,40 @@ def test_saving_while_another_process_reads_is_atomic(digits_data, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p != "model.npz"]   # no temp files left
     from fastmlp._io import _umask
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()    # not mkstemp's 0600
+
+
+def test_a_fit_in_another_thread_equals_the_same_fit_in_the_main_thread():
+    """BLAS's thread limit holds in whichever Python thread fits.  (threadpoolctl
+    lets only the first thread that set a limit change OpenBLAS's pool, so a
+    fit in a worker thread used to run its products on every BLAS thread and
+    ended some ulps away from the same fit in the main thread.)"""
+    from fastmlp.backends import _compiled
+    from threadpoolctl import threadpool_info
+    (X, y), _ = fastmlp.datasets.load_digits()
+    X, y = np.repeat(X, 6, axis=0), np.repeat(y, 6)
+
+    def model():
+        return blog((64, 32), epochs=2, batch_size=200, learning_rate=0.01, random_state=1,
+                    n_threads=1)
+
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    previous = _compiled.set_own_gemm(False)            # every product through sgemm
+    try:
+        here = model().fit(X, y)
+        there = model()
+        worker = threading.Thread(target=there.fit, args=(X, y))
+        worker.start()
+        worker.join()
+        pair = [model(), model()]
+        workers = [threading.Thread(target=m.fit, args=(X, y)) for m in pair]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        _compiled.set_own_gemm(previous)
+    for m in [there] + pair:
+        for a, b in zip(here.coefs_, m.coefs_):
+            np.testing.assert_array_equal(a, b)
+    # the last fit to finish put BLAS back as it found it
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
