@@ -219,8 +219,8 @@ class Progress:
         value = record.get(watch)
         if value is None or not np.isfinite(value):
             return
-        better = value > self.best if watch == "val_score" else value < self.best
-        if self.best is None or better:
+        if self.best is None or (value > self.best if watch == "val_score"
+                                 else value < self.best):
             self.best = value
             model.save(path)
 

@@ -175,3 +175,44 @@ def test_plot_without_matplotlib_is_refused_before_training(tmp_path):
     assert "epoch " not in run.stdout                   # refused before the first epoch
     assert run.stderr.count("\n") == 1 and "--plot needs matplotlib" in run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "m.npz").exists()
+
+
+def test_train_regressor_from_an_npz_with_continuous_targets(tmp_path):
+    from sklearn.datasets import make_friedman1
+    X, y = make_friedman1(n_samples=600, random_state=0)
+    np.savez(tmp_path / "f.npz", X=X, y=y)
+    out = fastmlp("train", "--dataset", "f.npz", "--output", "r.npz", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "MLPRegressor, preset defaults" in out.stdout
+    r2 = next(float(line.split()[-1]) for line in out.stdout.splitlines()
+              if line.startswith("test R2"))
+    assert r2 > 0.5
+    import fastmlp as fm
+    assert isinstance(fm.load(tmp_path / "r.npz"), fm.MLPRegressor)
+    np.save(tmp_path / "x.npy", X[:4])
+    pred = fastmlp("predict", "r.npz", "x.npy", cwd=tmp_path)
+    assert pred.returncode == 0 and len(pred.stdout.split()) == 4
+    proba = fastmlp("predict", "r.npz", "x.npy", "--proba", cwd=tmp_path)
+    assert proba.returncode == 2 and "holds a regressor" in proba.stderr
+    refused = fastmlp("train", "--dataset", "f.npz", "--preset", "blog", cwd=tmp_path)
+    assert refused.returncode == 2 and "--preset blog" in refused.stderr
+
+
+def test_train_presets_early_stopping_and_save_best(tmp_path):
+    # on digits the estimator's defaults apply, on MNIST the blog experiment
+    out = fastmlp("train", "--dataset", "digits", "--early-stopping", "--save-best",
+                  "best.npz", "--output", "m.npz", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "MLPClassifier, preset defaults" in out.stdout
+    epochs = [line for line in out.stdout.splitlines() if line.startswith("epoch ")]
+    assert all("val acc" in e and "test acc" not in e for e in epochs)  # held out, not test
+    assert "kept the model of epoch" in out.stdout
+    acc = next(float(line.split()[-1]) for line in out.stdout.splitlines()
+               if line.startswith("test accuracy"))
+    assert acc > 0.9
+    import fastmlp as fm
+    best, final = fm.load(tmp_path / "best.npz"), fm.load(tmp_path / "m.npz")
+    for a, b in zip(best.coefs_, final.coefs_):       # the best epoch's model, both ways
+        np.testing.assert_array_equal(a, b)
+    blog_run = fastmlp("train", "--epochs", "1", "--quiet", cwd=tmp_path)
+    assert "preset blog" in blog_run.stdout and "layers 784-70-30-10" in blog_run.stdout

@@ -9,6 +9,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import fastmlp
 from fastmlp import MLPClassifier
 from fastmlp.datasets import load_digits
 
@@ -164,3 +165,25 @@ def test_training_controls_are_parameters_with_scikit_learns_defaults(digits):
     assert grid.best_estimator_.n_iter_ < 30
     scores = cross_val_score(m, X, y, cv=3)
     assert scores.min() > 0.7
+
+
+@pytest.mark.parametrize("make", [lambda: fastmlp.MLPClassifier(random_state=0),
+                                  lambda: fastmlp.MLPRegressor(random_state=0)],
+                         ids=["MLPClassifier()", "MLPRegressor()"])
+def test_both_estimators_with_their_defaults_pass_the_checks(make):
+    """scikit-learn's checks on the defaults: the classifier's include its
+    multilabel checks (the multi_label tag), the regressor's the multi-output ones."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(make(), on_fail=None, expected_failed_checks=STOCHASTIC)
+    names = {r["check_name"] for r in results if r["status"] == "passed"}
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]
+    assert not failed, failed
+    if isinstance(make(), fastmlp.MLPClassifier):
+        assert "check_classifiers_multilabel_output_format_predict_proba" in names
+    else:
+        assert "check_regressor_multioutput" in names
