@@ -221,3 +221,26 @@ def test_objective_mlp_fit_takes_fastmlps_steps(digits, optimizer):
     for layer, W in zip(model.layers, m.coefs_):
         np.testing.assert_allclose(layer.kernel.numpy().T, W[:, 1:], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(layer.bias.numpy(), W[:, 0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_regressor_gradients_equal_gradient_tape(backend, activation):
+    """MLPRegressor.loss_and_gradients (the backend's own training step) against
+    tf.GradientTape on the Keras twin of the fitted regressor, weighted."""
+    from fastmlp import MLPRegressor
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((50, 12)).astype(np.float32)
+    Y = rng.standard_normal((50, 3)).astype(np.float32)
+    w = sample_weights(50, 4)
+    m = MLPRegressor((10, 6), activation=activation, epochs=2, l2=0.05, l1=0.01,
+                     backend=backend, random_state=0).fit(X, Y)
+    cost, reg, grads = m.loss_and_gradients(X, Y, sample_weight=w)
+    twin = keras_twin(m)
+    assert twin.output == "identity"
+    t_cost, t_reg, t_grads = twin.gradients(twin.transform(X), Y, sample_weight=w)
+    assert cost == pytest.approx(t_cost, rel=1e-4)
+    assert reg == pytest.approx(t_reg, rel=1e-4)
+    for l, (g, t) in enumerate(zip(grads, t_grads)):
+        np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5, err_msg=f"layer {l}")
+    np.testing.assert_allclose(twin.predict_outputs(X).ravel(),
+                               m.predict(X).ravel(), rtol=1e-5, atol=1e-5)

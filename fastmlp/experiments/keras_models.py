@@ -306,10 +306,13 @@ class KerasTwin:
 
 
 def keras_twin(model):
-    """The :class:`KerasTwin` of a fitted :class:`fastmlp.MLPClassifier`."""
+    """The :class:`KerasTwin` of a fitted :class:`fastmlp.MLPClassifier` or
+    :class:`fastmlp.MLPRegressor` (its output function as fitted: what
+    ``output="auto"`` chose)."""
     if not hasattr(model, "coefs_"):
-        raise ValueError("keras_twin needs a fitted MLPClassifier")
+        raise ValueError(f"keras_twin needs a fitted model; this {type(model).__name__} is "
+                         "not fitted")
     return KerasTwin(model.coefs_, model.mean_, model.scale_, l2=model.l2, l1=model.l1,
                      momentum=model.momentum, activation=model.activation,
-                     output=model.output, optimizer=model.optimizer, rho=model.rho,
+                     output=model.out_activation_, optimizer=model.optimizer, rho=model.rho,
                      beta_1=model.beta_1, beta_2=model.beta_2, epsilon=model.epsilon)
