@@ -31,6 +31,10 @@ BLOG = dict(hidden_layer_sizes=(70, 30), activation="sigmoid", output="sigmoid",
             batch_size=500, learning_rate=0.001, lr_decay=1e-6, momentum=5e-5,
             optimizer="sgd", l2=0.01, l1=0.0, init_factor=2.0, shuffle=True,
             scaling="standard")
+# parameters added later, set to the values that keep the old runs (an older
+# fastmlp, which lacks them, runs the same settings without them)
+BLOG.update({k: v for k, v in dict(init="blog", n_iter_no_change=None).items()
+             if k in MLPClassifier().get_params()})
 CONFIGS = [
     ("blog, compiled, 1 thread", dict(BLOG, backend="compiled", n_threads=1)),
     ("blog, compiled, 2 threads", dict(BLOG, backend="compiled", n_threads=2)),

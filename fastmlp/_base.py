@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 from . import backends
 from ._fitted import FittedAttributes
 from ._history import History
-from ._network import NetworkState
+from ._network import INITS, NetworkState
 from ._optim import Optimizer
 from ._params import (BatchSize, Flag, Fraction, Integer, LayerSizes, OneOf, Param, Patience,
                       Real, Spec, check_params, make_init)
@@ -63,6 +63,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         "epsilon": Param(Real(positive=True), 1e-7),
         "l2": Param(Real(), 1e-4),
         "l1": Param(Real(), 0.0),
+        "init": Param(OneOf(INITS), "glorot"),
         "init_factor": Param(Real(positive=True), 2.0),
         "shuffle": Param(Flag(), True),
         "scaling": Param(OneOf(SCALINGS), "standard"),
@@ -152,11 +153,11 @@ class BaseMLP(FittedAttributes, BaseEstimator):
                                  "fit a new network")
             self._check_outputs(y, "warm_start: ")
         val = self._check_validation(validation_data, X.shape[1])
-        y_all = y
+        y_all, w_all = y, w
         if p["early_stopping"] and val is None:
             X, y, w, val = self._hold_out(X, y, w)
         if not warm:               # the model changes only once the data are accepted
-            self._start(X.shape[1], self._outputs_for(y_all))
+            self._start(X.shape[1], self._outputs_for(y_all, sample_weight=w_all))
         src = training_source(X)
         if not warm:
             self.mean_, self.scale_ = fit_scaling(src, p["scaling"])
@@ -164,8 +165,9 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         return self
 
     def _partial_fit(self, X, y, sample_weight, outputs_from, validation_data, callback):
-        """One more epoch on (X, y); ``outputs_from(y)`` sets the outputs of a
-        first call, and is checked against them on later calls."""
+        """One more epoch on (X, y); ``outputs_from(y, sample_weight)`` sets
+        the outputs of a first call, and is checked against them on later
+        calls."""
         first = not hasattr(self, "_state")
         checked = self._check_params()   # every call: a bad value set since is named
         if checked["early_stopping"]:
@@ -182,7 +184,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
                     owner=type(self).__name__)
         y = self._check_targets(y, X.shape[0])
         w = check_sample_weight(sample_weight, X.shape[0])
-        n_outputs = outputs_from(y)
+        n_outputs = outputs_from(y, w)
         val = self._check_validation(validation_data, X.shape[1])
         if first:
             self._start(X.shape[1], n_outputs)
@@ -319,7 +321,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         self._rng = np.random.default_rng(self.random_state)
         layers = (n_features,) + p["hidden_layer_sizes"] + (n_outputs,)
         self._set_network(NetworkState.fresh(layers, p["init_factor"], self._rng,
-                                             p["optimizer"].name))
+                                             p["optimizer"].name, p["init"], p["activation"]))
 
     def _set_network(self, state):
         """Adopt ``state`` as the fitted network (new, or read from a file)."""

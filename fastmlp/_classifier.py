@@ -22,7 +22,7 @@ __all__ = ["MLPClassifier", "BLOG_EXPERIMENT"]
 BLOG_EXPERIMENT = dict(
     hidden_layer_sizes=(70, 30), activation="sigmoid", output="sigmoid", epochs=35,
     batch_size=500, learning_rate=0.001, lr_decay=1e-6, schedule="decay", momentum=5e-5,
-    optimizer="sgd", l2=0.01, l1=0.0, init_factor=2.0, scaling="standard",
+    optimizer="sgd", l2=0.01, l1=0.0, init="blog", init_factor=2.0, scaling="standard",
     early_stopping=False, n_iter_no_change=None)
 
 
@@ -66,7 +66,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         -------
         self
         """
-        def outputs_from(y):
+        def outputs_from(y, sample_weight):
             if "_state" not in self.__dict__:
                 given = y if classes is None or y.ndim == 2 else np.asarray(classes)
                 return self._outputs_for(given, n_samples=y.shape[0])
@@ -115,7 +115,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             return check_indicator(arr, n_samples, name)
         return check_y(y, n_samples, name)
 
-    def _outputs_for(self, y, n_samples=None):
+    def _outputs_for(self, y, n_samples=None, sample_weight=None):
         """Set ``classes_`` from the targets ``y`` (labels, or an indicator
         matrix); return the number of outputs."""
         if y.ndim == 2:
@@ -129,7 +129,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self._set_target_kind("labels", classes, classes.shape[0])
         return classes.shape[0]
 
-    def _set_target_kind(self, kind, classes, n_outputs):
+    def _set_target_kind(self, kind, classes, n_outputs, target_scaling=None):
         self._target_kind = kind
         self.classes_ = np.arange(n_outputs) if kind == "multilabel" else classes
 

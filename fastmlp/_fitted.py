@@ -99,7 +99,8 @@ class FittedAttributes:
                                       for k, v in cw.items()]
         return _io.save(path, params, self._state, getattr(self, "classes_", None), self.mean_,
                         self.scale_, getattr(self, "feature_names_in_", None),
-                        type(self).__name__, self._target_kind)
+                        type(self).__name__, self._target_kind,
+                        getattr(self, "_target_scaling", lambda: None)())
 
     @classmethod
     def _from_model_file(cls, name, contents):
@@ -123,7 +124,8 @@ class FittedAttributes:
             raise _io.ModelFileError(f"{name}: hidden layers {layers[1:-1]} disagree with "
                                      "the hyperparameters "
                                      f"{list(model._params['hidden_layer_sizes'])}")
-        model._set_target_kind(contents.targets, contents.classes, layers[-1])
+        model._set_target_kind(contents.targets, contents.classes, layers[-1],
+                               contents.target_scaling)
         model._set_network(contents.state)
         model.mean_, model.scale_ = contents.mean, contents.scale
         model.validation_scores_ = None        # not saved, like the history

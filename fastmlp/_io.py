@@ -13,6 +13,7 @@ A model file holds only arrays and a JSON header:
   trained, learning rate;
 * ``classes``      the class labels (numbers or unicode strings; for
   multilabel targets the label columns 0 .. K-1; absent for a regressor);
+* ``y_mean``, ``y_scale``  a regressor's target scaling (when it has one);
 * ``mean``, ``scale``  the input scaling;
 * ``W0``, ``W1``, ...  the weight matrices (n_out, 1 + n_in), float32;
 * ``V0``, ``V1``, ...  the optimiser's state (sgd: the velocity, i.e. the
@@ -78,10 +79,11 @@ class ModelFile(NamedTuple):
     feature_names: list = None   # column names seen in fit, or None
     estimator: str = "MLPClassifier"
     targets: str = "labels"      # "labels", "multilabel" or "continuous"
+    target_scaling: tuple = None  # a regressor's (y_mean, y_scale), or None
 
 
 def save(path, params, state, classes, mean, scale, feature_names=None,
-         estimator="MLPClassifier", targets="labels"):
+         estimator="MLPClassifier", targets="labels", target_scaling=None):
     """Write hyperparameters ``params`` (JSON-ready), a network ``state``, the
     class labels (None for continuous targets), the input scaling and the
     feature names (or None) of an ``estimator`` with ``targets`` of a kind in
@@ -119,6 +121,9 @@ def save(path, params, state, classes, mean, scale, feature_names=None,
     }
     if classes is not None:
         arrays["classes"] = classes
+    if target_scaling is not None:
+        arrays["y_mean"], arrays["y_scale"] = (np.asarray(a, np.float64)
+                                               for a in target_scaling)
     for i, (W, V) in enumerate(zip(state.weights, state.state1)):
         arrays[f"W{i}"] = W
         arrays[f"V{i}"] = V
@@ -315,7 +320,18 @@ def _read(name):
                 if not np.all(np.isfinite(arr)):
                     raise ModelFileError(f"{name}: {key} holds NaN or infinity")
                 found[k].append(np.ascontiguousarray(arr))
-        expected = {"__fastmlp__", "mean", "scale"} | ({"classes"} if classes is not None else set())
+        target_scaling = None
+        if targets == "continuous" and "y_mean" in npz.files:
+            target_scaling = tuple(_get(npz, k, name) for k in ("y_mean", "y_scale"))
+            for key, arr in zip(("y_mean", "y_scale"), target_scaling):
+                if arr.shape != (layers[-1],) or arr.dtype != np.float64 \
+                        or not np.all(np.isfinite(arr)):
+                    raise ModelFileError(f"{name}: {key} must be {layers[-1]} finite float64 "
+                                         f"values, got {arr.dtype} {arr.shape}")
+            if np.any(target_scaling[1] == 0):
+                raise ModelFileError(f"{name}: y_scale holds zeros")
+        expected = {"__fastmlp__", "mean", "scale"} | ({"classes"} if classes is not None else set()) \
+            | ({"y_mean", "y_scale"} if target_scaling is not None else set())
         extra = set(npz.files) - expected \
             - {f"{k}{i}" for i in range(len(layers) - 1) for k in kinds}
         if extra:
@@ -323,4 +339,5 @@ def _read(name):
     state = NetworkState(tuple(layers), found["W"], optimizer, found["V"],
                          found["S"] if n_states == 2 else None, steps, n_iter, lr_now,
                          samples or 0, next_rate, plateau)
-    return ModelFile(params, state, classes, mean, scale, names, estimator, targets)
+    return ModelFile(params, state, classes, mean, scale, names, estimator, targets,
+                     target_scaling)

@@ -14,21 +14,37 @@ import numpy as np
 
 from ._registry import optimizer_kind
 
-__all__ = ["NetworkState", "init_weights"]
+__all__ = ["NetworkState", "init_weights", "INITS"]
 
 
-def init_weights(layers, init_factor, rng):
+#: Initialisation rules: the blog series' and Glorot's (scikit-learn's).
+INITS = ("glorot", "blog")
+
+
+def init_weights(layers, init_factor, rng, method="blog", activation="sigmoid"):
     """Initial weight matrices of a network with node counts ``layers``.
 
     Each matrix is ``(n_out, 1 + n_in)`` float32 with the bias weights in
-    column 0, drawn uniformly from ``+-0.5 sqrt(1/n_in) init_factor`` (the
-    blog series' "sqrt_nodes" rule), layer after layer from ``rng`` (a NumPy
-    Generator).  ``MLPClassifier(random_state=s)`` starts from
-    ``init_weights(layers, init_factor, np.random.default_rng(s))``.
+    column 0, drawn uniformly, layer after layer, from ``rng`` (a NumPy
+    Generator), within
+
+    * ``method="blog"``: ``+-0.5 sqrt(1/n_in) init_factor`` (the blog series'
+      "sqrt_nodes" rule);
+    * ``method="glorot"``: ``+-sqrt(f / (n_in + n_out))``, with f = 2 for a
+      sigmoid ``activation`` and 6 otherwise, scikit-learn's choice
+      (``init_factor`` is not used).
+
+    A fit with ``random_state=s`` starts from
+    ``init_weights(layers, init_factor, np.random.default_rng(s), init, activation)``.
     """
+    if method not in INITS:
+        raise ValueError(f"unknown init {method!r}; choose one of {INITS}")
     weights = []
     for n_in, n_out in zip(layers[:-1], layers[1:]):
-        r = 0.5 * np.sqrt(1.0 / n_in) * init_factor
+        if method == "blog":
+            r = 0.5 * np.sqrt(1.0 / n_in) * init_factor
+        else:
+            r = np.sqrt((2.0 if activation == "sigmoid" else 6.0) / (n_in + n_out))
         weights.append(rng.uniform(-r, r, size=(n_out, 1 + n_in)).astype(np.float32))
     return weights
 
@@ -91,9 +107,11 @@ class NetworkState:
             self.state2 = [np.zeros_like(W) for W in self.weights]
 
     @classmethod
-    def fresh(cls, layers, init_factor, rng, optimizer="sgd"):
+    def fresh(cls, layers, init_factor, rng, optimizer="sgd", init="blog",
+              activation="sigmoid"):
         """A new network: :func:`init_weights` and zero optimiser state."""
-        return cls(tuple(layers), init_weights(layers, init_factor, rng), optimizer)
+        return cls(tuple(layers), init_weights(layers, init_factor, rng, init, activation),
+                   optimizer)
 
     def _named(self, name):
         if name not in self._names:

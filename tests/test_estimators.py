@@ -110,6 +110,7 @@ def test_regressor_gradients_equal_finite_differences(backend, activation):
     y = rng.standard_normal((9, 2)).astype(np.float32)
     w = rng.uniform(0.2, 2.0, 9).astype(np.float32)
     m = MLPRegressor((4,), activation=activation, epochs=1, learning_rate=1e-30, l2=0.3,
+                     target_scaling="none",
                      l1=0.0, scaling="none", backend=backend, random_state=0).fit(X, y)
     cost, reg, grads = m.loss_and_gradients(X, y, sample_weight=w)
     numeric = numeric_gradient(m.coefs_, X, y, 0.3, 0.0, activation=activation,

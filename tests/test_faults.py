@@ -140,10 +140,14 @@ def test_real_sigint_during_a_compiled_fit(digits_data):
 # ----------------------------------------------------------- concurrency
 def test_predictions_in_threads_beside_a_fit_of_another_model(digits_data, backend):
     """Four threads predict with a fitted model while a fifth fits another:
-    every prediction equals the one made alone, and the fit equals a solo fit."""
+    every prediction equals the one made alone, and the fit equals a solo fit.
+    Both models fix their thread count: BLAS's is one setting for the whole
+    process, which the fit holds at its n_threads while it runs, so a NumPy
+    model that left it open (n_threads=None) would predict with whatever is
+    in force, and OpenBLAS's sums differ in the last bit between thread counts."""
     X, y = digits_data
     Xb, yb = np.repeat(X, 4, axis=0), np.repeat(y, 4)
-    fitted = blog((40,), epochs=3, random_state=0, backend=backend).fit(X, y)
+    fitted = blog((40,), epochs=3, random_state=0, backend=backend, n_threads=1).fit(X, y)
     expect = fitted.predict_proba(X)
     kw = dict(hidden_layer_sizes=(64, 32), epochs=4, batch_size=200, learning_rate=0.01,
               random_state=5, n_threads=1, backend=backend)

@@ -233,6 +233,7 @@ def test_regressor_gradients_equal_gradient_tape(backend, activation):
     Y = rng.standard_normal((50, 3)).astype(np.float32)
     w = sample_weights(50, 4)
     m = MLPRegressor((10, 6), activation=activation, epochs=2, l2=0.05, l1=0.01,
+                     target_scaling="none",
                      backend=backend, random_state=0).fit(X, Y)
     cost, reg, grads = m.loss_and_gradients(X, Y, sample_weight=w)
     twin = keras_twin(m)
