@@ -25,6 +25,7 @@ from ._params import (BatchSize, Flag, Fraction, Integer, LayerSizes, OneOf, Par
                       Real, Spec, check_params, make_init)
 from ._registry import ACTIVATIONS, OPTIMIZERS
 from ._scaling import SCALINGS, fit_scaling, scaled_copy, training_source
+from ._sparse import SparseRows, as_rows, is_sparse, mostly_zero
 from ._schedule import AdaptiveSchedule, DecaySchedule
 from ._split import hold_out
 from ._threads import blas_threads
@@ -37,6 +38,7 @@ __all__ = ["BaseMLP", "TRAIN_ACC_KINDS", "DIVERGENCE", "SCHEDULES", "AUTO_BATCH"
 TRAIN_ACC_KINDS = ("batch", "full", "none")
 DIVERGENCE = ("raise", "warn")
 SCHEDULES = ("decay", "adaptive")
+INPUT_FORMATS = ("auto", "dense", "sparse")
 #: batch_size="auto" means min(AUTO_BATCH, n_samples), as in scikit-learn.
 AUTO_BATCH = 200
 
@@ -66,7 +68,8 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         "init": Param(OneOf(INITS), "glorot"),
         "init_factor": Param(Real(positive=True), 2.0),
         "shuffle": Param(Flag(), True),
-        "scaling": Param(OneOf(SCALINGS), "standard"),
+        "scaling": Param(OneOf(SCALINGS), "auto"),
+        "input_format": Param(OneOf(INPUT_FORMATS), "auto"),
         "train_accuracy": Param(OneOf(TRAIN_ACC_KINDS), "batch"),
         "eval_period": Param(Integer(1), 1),
         "early_stopping": Param(Flag(), False),
@@ -143,7 +146,8 @@ class BaseMLP(FittedAttributes, BaseEstimator):
             self._check_unchanged(p, "warm_start: ", "set warm_start=False to fit a new network")
         self._params = p
         self._check_feature_names(X, reset=not warm)
-        X = check_X(X, owner=type(self).__name__)
+        scaling = self._scaling_for(X)
+        X = self._prepare(X)
         y = self._check_targets(y, X.shape[0])
         w = check_sample_weight(sample_weight, X.shape[0])
         if warm:
@@ -160,7 +164,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
             self._start(X.shape[1], self._outputs_for(y_all, sample_weight=w_all))
         src = training_source(X)
         if not warm:
-            self.mean_, self.scale_ = fit_scaling(src, p["scaling"])
+            self.mean_, self.scale_ = fit_scaling(src, scaling)
         self._train(src, y, w, p["epochs"], val, callback, warn_level=3, new_run=True)
         return self
 
@@ -180,8 +184,8 @@ class BaseMLP(FittedAttributes, BaseEstimator):
             self._check_unchanged(checked, "partial_fit: ", "call fit to start afresh")
         self._params = checked           # later calls use rates, lambdas, batch size set since
         self._check_feature_names(X, reset=first)
-        X = check_X(X, n_features=None if first else self.n_features_in_,
-                    owner=type(self).__name__)
+        scaling = self._scaling_for(X)
+        X = self._prepare(X, n_features=None if first else self.n_features_in_)
         y = self._check_targets(y, X.shape[0])
         w = check_sample_weight(sample_weight, X.shape[0])
         n_outputs = outputs_from(y, w)
@@ -190,7 +194,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
             self._start(X.shape[1], n_outputs)
         src = training_source(X)
         if first:
-            self.mean_, self.scale_ = fit_scaling(src, checked["scaling"])
+            self.mean_, self.scale_ = fit_scaling(src, scaling)
         self._train(src, y, w, 1, val, callback, warn_level=4, new_run=False)
         return self
 
@@ -198,8 +202,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         """Raw outputs of the output layer, (n_samples, n_outputs) float32."""
         self._check_fitted()
         self._check_feature_names(X, reset=False)
-        Xs = scaled_copy(check_X(X, n_features=self.n_features_in_, owner=type(self).__name__),
-                         self.mean_, self.scale_)
+        Xs = self._scaled(self._prepare(X, n_features=self.n_features_in_))
         _, blas = self._backend_class().thread_plan(self._params["n_threads"])
         with blas_threads(blas):
             return self._outputs(Xs)
@@ -216,8 +219,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         """
         self._check_fitted()
         self._check_feature_names(X, reset=False)
-        Xs = scaled_copy(check_X(X, n_features=self.n_features_in_, owner=type(self).__name__),
-                         self.mean_, self.scale_)
+        Xs = self._scaled(self._prepare(X, n_features=self.n_features_in_))
         y = self._check_targets(y, Xs.shape[0])
         w = self._loss_weights(y, check_sample_weight(sample_weight, Xs.shape[0]))
         Y, _ = self._targets(y)
@@ -225,7 +227,8 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         threads, blas = self._backend_class().thread_plan(p["n_threads"])
         config = backends.BackendConfig(activation=p["activation"], output=self.out_activation_,
                                         l2=p["l2"], l1=p["l1"], n_threads=threads,
-                                        targets=self._backend_targets(), sample_weight=w)
+                                        targets=self._backend_targets(), sample_weight=w,
+                                        input_scaling=self._folded(Xs))
         with blas_threads(blas):
             return backends.loss_and_gradients(p["backend"], self.coefs_, Xs, Y, config)
 
@@ -268,9 +271,43 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         Xv, yv, wv = check_validation_data(validation_data)
         if Xv is not None:
             self._check_feature_names(Xv, reset=False, name="validation X")
-        Xv = check_X(Xv, "validation X", n_features, owner=type(self).__name__)
+        Xv = self._prepare(Xv, "validation X", n_features)
         yv = self._check_targets(yv, Xv.shape[0], "validation y")
         return Xv, yv, check_sample_weight(wv, Xv.shape[0], "validation sample_weight")
+
+    def _prepare(self, X, name="X", n_features=None):
+        """X checked, as the backends read it: a dense array, or
+        :class:`fastmlp._sparse.SparseRows` for a sparse matrix (never
+        densified) and, as ``input_format`` says, for mostly-zero dense X."""
+        fmt, owner = self._params["input_format"], type(self).__name__
+        if is_sparse(X):
+            if fmt == "dense":
+                raise ValueError(f"{name} is a sparse matrix, but input_format='dense'; "
+                                 "fastmlp never densifies a sparse matrix: use "
+                                 "input_format='auto' or 'sparse' (or pass X.toarray())")
+            return as_rows(X, name, n_features, owner)
+        X = check_X(X, name, n_features, owner)
+        if fmt == "sparse" or (fmt == "auto" and mostly_zero(X)):
+            return SparseRows.from_dense(X)
+        return X
+
+    def _scaling_for(self, X):
+        """The scaling to fit: ``scaling``, with "auto" resolved by the kind of
+        X the user gave ("maxabs" for a sparse matrix, else "standard")."""
+        kind = self._params["scaling"]
+        if kind == "auto":
+            kind = "maxabs" if is_sparse(X) else "standard"
+        return kind
+
+    def _scaled(self, X):
+        """Prepared X ready for a forward pass: a dense array scaled (a new
+        float32 copy); sparse rows as they are (the scaling is folded in)."""
+        return X if isinstance(X, SparseRows) else scaled_copy(X, self.mean_, self.scale_)
+
+    def _folded(self, X):
+        """The input scaling a backend folds into the first layer: for sparse
+        rows, which are never scaled; None for scaled dense rows."""
+        return (self.mean_, self.scale_) if isinstance(X, SparseRows) else None
 
     def _hold_out(self, X, y, w):
         """The training part of (X, y, w) and the validation triple early
@@ -341,7 +378,8 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         cls = self._backend_class()
         out = np.empty((Xs.shape[0], self.layers_[-1]), np.float32)
         config = backends.BackendConfig(activation=p["activation"], output=self.out_activation_,
-                                        n_threads=cls.thread_plan(p["n_threads"])[0])
+                                        n_threads=cls.thread_plan(p["n_threads"])[0],
+                                        input_scaling=self._folded(Xs))
         cls.predict_proba(Xs, self.coefs_, out, config)
         return out
 
@@ -355,7 +393,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
         Y, y_eval = self._targets(y)
         w = self._loss_weights(y, w)
         if val is not None:
-            val = (scaled_copy(val[0], self.mean_, self.scale_),
+            val = (self._scaled(val[0]),
                    self._targets(val[1], "validation y")[1], val[2])
         state, n = self._state, src.shape[0]
         if p["schedule"] == "adaptive":
@@ -387,7 +425,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
                 record["train_acc"] = correct / n        # a regressor has no accuracy
             elif p["train_accuracy"] == "full" and due:
                 if not full:
-                    full.append(scaled_copy(src, self.mean_, self.scale_))
+                    full.append(self._scaled(src))
                 record["train_acc"] = self._score_outputs(self._outputs(full[0]), y_eval, w)
             if val is not None:
                 out = self._outputs(val[0])
@@ -402,6 +440,7 @@ class BaseMLP(FittedAttributes, BaseEstimator):
             backend = cls(src, Y, state, config)
             trainer = Trainer(backend, state, self.history_, plan, p["eval_period"], evaluate,
                               callback, bool(self.verbose))
+            self._live_backend = backend      # coefs_ read in a callback syncs through it
             try:
                 trainer.run(schedule, epochs, monitor)
             except DivergenceError as exc:
@@ -409,5 +448,6 @@ class BaseMLP(FittedAttributes, BaseEstimator):
                     raise
                 warnings.warn(str(exc), RuntimeWarning, stacklevel=warn_level)
             finally:
+                del self._live_backend
                 self.validation_scores_ = (list(self.history_.val_score[first_epoch:])
                                            if p["early_stopping"] else None)

@@ -111,14 +111,26 @@ shuffle : bool, default True
     Draw a new permutation of the samples every epoch.  Blog:
     ``b_shuffle_batches``.""",
     "scaling": """\
-scaling : {"standard", "minmax", "none"}, default "standard"
+scaling : {"auto", "standard", "minmax", "maxabs", "none"}, default "auto"
     How inputs are scaled, with statistics of the training data only:
     "standard" subtracts the mean and divides by the standard deviation
     of each feature (the statistics of scikit-learn's ``StandardScaler``,
     the blog's choice);
     "minmax" maps each feature's training range to [0, 1] (for MNIST
-    pixels this is x/255 for every pixel that reaches 255); "none" leaves
-    the inputs as they are.  Blog: ``scaler1``/``scaler2``.""",
+    pixels this is x/255 for every pixel that reaches 255); "maxabs"
+    divides each feature by its largest absolute value (scikit-learn's
+    ``MaxAbsScaler``: zeros stay zeros); "none" leaves the inputs as they
+    are; "auto" is "standard" for dense X and "maxabs" for a sparse matrix.
+    A sparse X is never scaled or centred: the first layer folds the
+    scaling into its weights, which is exact in real arithmetic.  Blog:
+    ``scaler1``/``scaler2``.""",
+    "input_format": """\
+input_format : {"auto", "dense", "sparse"}, default "auto"
+    How X is trained on.  A scipy.sparse X always takes the sparse path
+    (a canonical CSR copy in narrow types, never densified; "dense" is
+    refused).  A dense X takes the sparse path with "sparse", and with
+    "auto" when it is mostly zeros (see ``fastmlp._sparse.mostly_zero``:
+    measured where the sparse path is faster); otherwise the dense one.""",
     "train_accuracy": """\
 train_accuracy : {"batch", "full", "none"}, default "batch"
     "batch": average the accuracy of each batch's own forward outputs

@@ -70,9 +70,13 @@ class FittedAttributes:
 
     def _fitted_state(self):
         try:
-            return self.__dict__["_state"]
+            state = self.__dict__["_state"]
         except KeyError:
             raise AttributeError(f"this {type(self).__name__} is not fitted yet") from None
+        live = self.__dict__.get("_live_backend")
+        if live is not None:       # mid-fit (a callback): bring the arrays up to date
+            live.sync_out()
+        return state
 
     def _check_fitted(self):
         if "_state" not in self.__dict__:
@@ -87,7 +91,7 @@ class FittedAttributes:
         input scaling, the outputs' labels and a format version;
         :func:`fastmlp.load` reads it back.  The history is not saved.
         """
-        self._check_fitted()
+        state = self._fitted_state()
         params = self.get_params()
         params["hidden_layer_sizes"] = list(self._params["hidden_layer_sizes"])
         rs = params.get("random_state")
@@ -97,7 +101,7 @@ class FittedAttributes:
         if isinstance(cw, dict):            # JSON keys are strings: keep the labels' types
             params["class_weight"] = [[k.item() if hasattr(k, "item") else k, float(v)]
                                       for k, v in cw.items()]
-        return _io.save(path, params, self._state, getattr(self, "classes_", None), self.mean_,
+        return _io.save(path, params, state, getattr(self, "classes_", None), self.mean_,
                         self.scale_, getattr(self, "feature_names_in_", None),
                         type(self).__name__, self._target_kind,
                         getattr(self, "_target_scaling", lambda: None)())

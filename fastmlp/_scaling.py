@@ -2,7 +2,11 @@
 
 ``"standard"`` uses the statistics scikit-learn's ``StandardScaler`` computes
 (the blog series' choice), ``"minmax"`` maps each feature's training range to
-[0, 1], ``"none"`` leaves the inputs alone.  Statistics are those of the
+[0, 1], ``"maxabs"`` divides each feature by its largest absolute value
+(scikit-learn's ``MaxAbsScaler``: zeros stay zeros, nothing is centred),
+``"none"`` leaves the inputs alone; ``"auto"`` is "standard" for dense X and
+"maxabs" for sparse X.  A sparse X is never scaled: its statistics are
+computed from the nonzeros and the first layer folds them in.  Statistics are those of the
 float32 values the network trains on.  The compiled extension computes the
 standard statistics fast when it is present; a NumPy loop computes the same
 statistics where it is not.
@@ -14,7 +18,7 @@ __all__ = ["SCALINGS", "fit_scaling", "scaled_copy", "standard_scaler_stats",
            "training_source"]
 
 #: Names accepted for ``scaling``.
-SCALINGS = ("standard", "minmax", "none")
+SCALINGS = ("auto", "standard", "minmax", "maxabs", "none")
 
 
 def _column_mean_var_numpy(X, rows=4096):
@@ -56,9 +60,44 @@ def standard_scaler_stats(X32):
     return mean, scale
 
 
+def _constant(var, mean, n):
+    """StandardScaler's test of a feature whose variance is rounding only."""
+    eps = np.finfo(np.float64).eps
+    return var <= n * eps * var + (n * mean * eps) ** 2
+
+
+def _sparse_scaling(rows, kind):
+    from ._sparse import column_stats
+    n, total, sq, lo, hi = column_stats(rows)
+    m = rows.shape[1]
+    if kind == "standard":
+        mean, var = total / n, sq / n
+        scale = np.sqrt(var)
+        scale[_constant(var, mean, n)] = 1.0
+    elif kind == "minmax":
+        span = hi - lo
+        mean, scale = lo, np.where(span > 0, span, 1.0)
+    elif kind == "maxabs":
+        top = np.maximum(np.abs(lo), np.abs(hi))
+        mean, scale = np.zeros(m), np.where(top > 0, top, 1.0)
+    else:
+        mean, scale = np.zeros(m), np.ones(m)
+    return np.asarray(mean, np.float32), np.asarray(scale, np.float32)
+
+
 def fit_scaling(src, kind):
-    """``(mean, scale)`` as float32 arrays for the training inputs ``src``;
-    a row is scaled as ``(x - mean) / scale``."""
+    """``(mean, scale)`` as float32 arrays for the training inputs ``src``
+    (dense, or :class:`fastmlp._sparse.SparseRows`); a row is scaled as
+    ``(x - mean) / scale``.  ``kind="auto"`` is "maxabs" for sparse rows and
+    "standard" otherwise."""
+    from ._sparse import SparseRows
+    if kind not in SCALINGS:
+        raise ValueError(f"unknown scaling {kind!r}; choose one of {SCALINGS}")
+    sparse = isinstance(src, SparseRows)
+    if kind == "auto":
+        kind = "maxabs" if sparse else "standard"
+    if sparse:
+        return _sparse_scaling(src, kind)
     n = src.shape[1]
     if kind == "standard":
         mean, scale = standard_scaler_stats(src)
@@ -66,10 +105,11 @@ def fit_scaling(src, kind):
         lo = src.min(axis=0).astype(np.float32).astype(np.float64)
         span = src.max(axis=0).astype(np.float32).astype(np.float64) - lo
         mean, scale = lo, np.where(span > 0, span, 1.0)
-    elif kind == "none":
-        mean, scale = np.zeros(n), np.ones(n)
+    elif kind == "maxabs":
+        top = np.abs(src).max(axis=0).astype(np.float32).astype(np.float64)
+        mean, scale = np.zeros(n), np.where(top > 0, top, 1.0)
     else:
-        raise ValueError(f"unknown scaling {kind!r}; choose one of {SCALINGS}")
+        mean, scale = np.zeros(n), np.ones(n)
     return np.asarray(mean, np.float32), np.asarray(scale, np.float32)
 
 
@@ -84,7 +124,10 @@ def scaled_copy(X, mean, scale):
 def training_source(X):
     """X as the backends read it: the caller's array itself when it is an
     aligned C-ordered uint8, float32 or float64 matrix (read, never
-    written), else its one float32 copy.  Scaling is applied batch by batch."""
+    written), else its one float32 copy.  Scaling is applied batch by batch.
+    Sparse rows are used as they are."""
+    if not isinstance(X, np.ndarray):
+        return X
     if X.flags.c_contiguous and X.flags.aligned and \
             X.dtype in (np.uint8, np.float32, np.float64):
         return X

@@ -274,6 +274,7 @@ class Trainer:
             except KeyboardInterrupt:
                 self._interrupted(snap, order, rate, costs)
                 raise
+            backend.sync_out()                    # the state's arrays are current again
             if why is not None:                   # stopped by the callback mid-epoch
                 self._stop_record("callback", b + 1, costs, how=why)
                 break
@@ -344,6 +345,7 @@ class Trainer:
         and step count, learning rate and schedule state (early stopping).
         The epoch and sample counts stay: they count the training done."""
         best.restore()
+        self.backend.sync_in()
         self.backend.step = self.state.step = best.steps
         self.state.learning_rate = best.extra["learning_rate"]
         schedule.set_state(best.extra["schedule"])
@@ -355,9 +357,11 @@ class Trainer:
         and replay those batches (a step is deterministic for the same
         inputs and thread count, so this is exact)."""
         snap.restore()
+        self.backend.sync_in()
         self.backend.step = snap.steps
         for b in range(done):
             self.backend.train_batch(self.plan.rows(order, b), rate)
+        self.backend.sync_out()
         self.state.step = self.backend.step
 
     def _stop_record(self, reason, done, costs, epoch=None, **extra):
@@ -389,6 +393,8 @@ class Trainer:
         done = self.backend.step - snap.steps
         if self.backend.partial_update:
             self._rewind(snap, order, done, rate)
+        else:
+            self.backend.sync_out()
         self.state.step = self.backend.step
         self.state.samples = snap.samples + min(done * self.plan.batch, self.plan.n)
         self._stop_record("interrupted", done, costs)

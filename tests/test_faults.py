@@ -89,7 +89,7 @@ def test_interrupt_inside_a_numpy_step_rewinds_the_half_applied_update(digits_da
     """The NumPy step updates layer by layer with the GIL held, so an
     interrupt can land between two layers' updates; the model must still end
     with the weights of the last completed batch, not a mix."""
-    from fastmlp.backends import _numpy as nb
+    from fastmlp.backends import _numpy_backend as nb
     X, y = digits_data
     m = blog((30, 20), batch_size=100, epochs=3, backend="numpy", random_state=2)
     rec = Recorder(m)

@@ -6,7 +6,7 @@ import numpy as np
 
 from fastmlp import NetworkState
 from fastmlp.backends import BackendConfig
-from fastmlp.backends import _numpy as nb
+from fastmlp.backends import _numpy_backend as nb
 
 from _reference import random_problem
 

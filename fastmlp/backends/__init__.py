@@ -2,8 +2,9 @@
 
 * ``"compiled"`` (:mod:`fastmlp.backends._compiled`): Cython/C kernels, the
   whole training step without the GIL and without allocation;
-* ``"numpy"`` (:mod:`fastmlp.backends._numpy`): the NumPy reference, which
-  needs no compiled code at all.
+* ``"numpy"`` (:mod:`fastmlp.backends._numpy_backend`, with its kernels in
+  ``_numpy`` and ``_numpy_sparse``): the NumPy reference, which needs no
+  compiled code at all.
 
 Each backend module offers the same kernel functions with the same
 signatures (``forward_layer``, ``output_delta``, ``hidden_delta``,
@@ -25,7 +26,7 @@ __all__ = ["BACKENDS", "Backend", "BackendConfig", "PHASES", "PREDICT_BLOCK_ROWS
 #: Backend names, the default first.
 BACKENDS = ("compiled", "numpy")
 
-_MODULES = {"compiled": "._compiled", "numpy": "._numpy"}
+_MODULES = {"compiled": "._compiled", "numpy": "._numpy_backend"}
 
 
 def module(name):
@@ -54,11 +55,12 @@ def loss_and_gradients(name, weights, X, Y, config):
     Computed by backend ``name``'s own training step: one step of plain sgd
     at rate 1 without momentum, on copies of ``weights``, whose subtracted
     amounts are then the regularised gradients (one ``(n_out, 1 + n_in)``
-    array per matrix, bias in column 0).  ``X`` is taken as scaled already;
+    array per matrix, bias in column 0).  A dense ``X`` is taken as scaled
+    already (sparse rows get ``config.input_scaling`` folded in);
     its dtype is the arithmetic's (the NumPy backend also runs in float64,
     for gradient checks).  ``config`` gives the activation, output, lambdas,
     target mode and sample weights (one per row of ``X``); its optimiser,
-    momentum, batch size and scaling are replaced.  The loss is weighted by
+    momentum and batch size are replaced.  The loss is weighted by
     the sample weights, the regularisation is not.
     """
     copies = [np.array(W, dtype=X.dtype, order="C") for W in weights]
@@ -66,6 +68,7 @@ def loss_and_gradients(name, weights, X, Y, config):
     cfg = BackendConfig(activation=config.activation, output=config.output, l2=config.l2,
                         l1=config.l1, momentum=0.0, batch_size=X.shape[0],
                         n_threads=config.n_threads, chunk_rows=config.chunk_rows,
+                        input_scaling=config.input_scaling,
                         targets=config.targets, sample_weight=config.sample_weight)
     step = backend_class(name)(X, Y, state, cfg)
     cost, reg, _ = step.train_batch(np.arange(X.shape[0], dtype=np.intp), 1.0)

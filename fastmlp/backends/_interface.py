@@ -40,7 +40,9 @@ class BackendConfig:
     n_threads  : the backend's own threads (the compiled backend's row slices
                  per batch; None: all cores); see :meth:`Backend.thread_plan`
     input_scaling : (mean, scale) applied to X's rows, ``(x - mean) / scale``
-                 in float32, or None when X is already scaled
+                 in float32, or None when X is already scaled; for sparse X
+                 (:class:`fastmlp._sparse.SparseRows`) folded into the first
+                 layer's weights instead
     chunk_rows : rows the compiled backend sends through the network at a time
     block_rows : rows per block in :meth:`Backend.predict_proba`
     targets    : how Y is read (:mod:`fastmlp.backends._targets`): "labels",
@@ -120,6 +122,18 @@ class Backend(abc.ABC):
         """Per weight matrix, a new ``(n_out, 1 + n_in)`` array holding what the
         last :meth:`train_batch` subtracted from it (bias in column 0).  With
         sgd at rate 1 and no momentum this is the regularised gradient."""
+
+    def sync_out(self):
+        """Bring the network state's arrays up to date.  A backend may train a
+        layer in a layout of its own (the compiled backend's sparse first
+        layer keeps its weights transposed); the trainer calls this before it
+        reads or snapshots the state, and the estimator before it hands out
+        ``coefs_`` mid-fit.  Nothing to do for a backend that trains the
+        state's arrays in place."""
+
+    def sync_in(self):
+        """Take the network state's arrays as they are now (after the trainer
+        restored a snapshot into them)."""
 
     @staticmethod
     @abc.abstractmethod

@@ -1,4 +1,4 @@
-"""NumPy reference backend: the blog series' optimised NumPy form of a training step.
+"""NumPy reference kernels: the blog series' optimised NumPy form of a training step.
 
 Design
 ------
@@ -35,26 +35,22 @@ No delta is computed for the input layer.  The kernels compute in the dtype of
 their operands: float32 in training, float64 in the gradient checks.
 """
 
-from time import perf_counter
-
 import numpy as np
 from scipy.special import expit
 
 from .._optim import Optimizer
 from .._registry import activation as _activation
 from .._registry import kernel_kind
-from .._registry import output as _output
-from ._interface import PHASES, Backend as _Backend
-from ._targets import check_mode, check_sample_weight, check_targets
+from ._targets import check_mode
 
 __all__ = [
     "forward_layer",
+    "activate",
     "output_delta",
     "hidden_delta",
     "gradient_update",
+    "regularised_step",
     "regularization_cost",
-    "network_outputs",
-    "NumpyBackend",
 ]
 
 _TINY = np.float32(np.finfo(np.float32).tiny)
@@ -69,6 +65,11 @@ def forward_layer(A_prev, W, A_out, activation="sigmoid"):
     """
     np.matmul(A_prev, W[:, 1:].T, out=A_out)
     A_out += W[:, 0]
+    activate(A_out, activation)
+
+
+def activate(A_out, activation):
+    """A_out := act(A_out) in place (the activation of :func:`forward_layer`)."""
     if activation == "sigmoid":
         expit(A_out, out=A_out)
     elif activation == "tanh":
@@ -228,11 +229,25 @@ def gradient_update(delta, A_prev, W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp
 
     Terms whose lambda is 0 are not computed.
     """
+    _checked_optimizer(optimizer, state2, W)       # before anything is written
+    np.matmul(delta.T, A_prev, out=Gw)
+    np.sum(delta, axis=0, out=gb)
+    regularised_step(W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp, optimizer, state2, step)
+
+
+def _checked_optimizer(optimizer, state2, W):
     opt = Optimizer.checked(optimizer)
     if opt.n_states == 2 and (state2 is None or state2.shape != W.shape):
         raise ValueError(f"state2: adam needs a second state array of shape {W.shape}")
-    np.matmul(delta.T, A_prev, out=Gw)
-    np.sum(delta, axis=0, out=gb)
+    return opt
+
+
+def regularised_step(W, dW_prev, lr, l2, l1, momentum, Gw, gb, tmp, optimizer=None,
+                     state2=None, step=1):
+    """The second half of :func:`gradient_update`, for a gradient computed
+    elsewhere: Gw += l2 W[:, 1:] + l1 sign(W[:, 1:]), then one optimiser step
+    on W with G = [gb | Gw]; Gw and gb end as the amounts subtracted."""
+    opt = _checked_optimizer(optimizer, state2, W)
     Ww = W[:, 1:]
     real = W.dtype.type        # float32 in training; float64 in gradient tests
     if l2 > 0.0:
@@ -283,189 +298,3 @@ def _opt_step(name, w, s1, s2, g, tmp, consts, mom):
         s1 += g                         # step = v mom + dw
         w -= s1
         s1[...] = g                     # v = dw
-
-
-def network_outputs(X, weights, out, block_rows=1024, n_threads=None, activation="sigmoid",
-                    output="sigmoid"):
-    """out := network outputs for every row of X, computed in row blocks.
-
-    X       : (n, n_in) float32                     # IN
-    weights : list of (n_out, 1 + n_in) float32     # IN
-    out     : (n, K) float32, C                     # OUT
-
-    The block buffers are allocated once per call, not per block.
-    ``n_threads`` is accepted for the compiled twin's signature; NumPy's only
-    threads are BLAS's, which the caller limits.
-    """
-    n = X.shape[0]
-    widths = [W.shape[0] for W in weights[:-1]]
-    bufs = [np.empty((min(block_rows, n), w), np.float32) for w in widths]
-    for s in range(0, n, block_rows):
-        e = min(n, s + block_rows)
-        A = X[s:e]
-        for W, buf in zip(weights[:-1], bufs):
-            nxt = buf[: e - s]
-            forward_layer(A, W, nxt, activation)
-            A = nxt
-        forward_layer(A, weights[-1], out[s:e], output)
-    return out
-
-
-class NumpyBackend(_Backend):
-    """One fit's training state for the NumPy kernels (see :class:`fastmlp.backends.Backend`).
-
-    ``NumpyBackend(X, Y, state, config)``: with ``config.input_scaling`` set,
-    X is scaled once, here, into a float32 copy (the blog series' form);
-    without it, X is used as it is and sets, with the weights, the dtype of
-    the arithmetic.  ``config.n_threads`` is ignored: NumPy's only threads
-    are BLAS's, which the caller limits (:meth:`thread_plan`).  Y is read as
-    ``config.targets`` says (dense targets in another dtype than the
-    arithmetic's are converted once, here); ``config.sample_weight`` is
-    kept as it is, and each batch's weights are gathered into a buffer.
-
-    All buffers are allocated here, once; :meth:`train_batch` only writes
-    into leading row slices of them.
-    """
-
-    name = "numpy"
-
-    def __init__(self, X, Y, state, config):
-        weights = state.weights
-        self.optimizer = Optimizer.checked(config.optimizer)
-        states2 = state.state2
-        if self.optimizer.n_states == 2:
-            if states2 is None or len(states2) != len(weights) or any(
-                    S.shape != W.shape or S.dtype != W.dtype for S, W in zip(states2, weights)):
-                raise ValueError("states2: adam needs one second-moment array per weight "
-                                 "matrix, of the matrix's shape and dtype")
-        self.states2 = states2
-        self._step = int(state.step)
-        self.partial_update = False
-        self.activation = _activation(config.activation).name
-        self.output = _output(config.output).name
-        self.targets = config.targets
-        K = weights[-1].shape[0]
-        check_targets(Y, X.shape[0], K, self.output, self.targets)
-        self.sample_weight = check_sample_weight(config.sample_weight, X.shape[0])
-        if config.input_scaling is not None:
-            # the blog series' form: one scaled float32 copy of the whole training set
-            mean, scale = config.input_scaling
-            X = np.array(X, dtype=np.float32, order="C", copy=True)
-            X -= np.asarray(mean, np.float32)
-            X /= np.asarray(scale, np.float32)
-        self.X, self.Y = X, Y
-        self.weights, self.velocities = weights, state.state1
-        self.l2, self.l1 = float(config.l2), float(config.l1)
-        self.momentum = float(config.momentum)
-        B = int(config.batch_size)
-        dt = weights[0].dtype          # float32 in training; float64 in gradient checks
-        if self.targets == "dense":
-            self.Y = Y = np.asarray(Y, dtype=dt)
-        self._Xb = np.empty((B, X.shape[1]), dt)
-        self._Yb = np.empty((B, Y.shape[1]), dt)
-        self._wb = None if self.sample_weight is None else np.empty(B, np.float32)
-        self._A = [np.empty((B, W.shape[0]), dt) for W in weights]
-        self._D = [np.empty((B, W.shape[0]), dt) for W in weights]
-        self._T = [np.empty((B, W.shape[0]), dt) for W in weights]
-        self._Gw = [np.empty((W.shape[0], W.shape[1] - 1), dt) for W in weights]
-        self._gb = [np.empty(W.shape[0], dt) for W in weights]
-        # scratch of weight shape for the regularisation terms
-        self._Wtmp = [np.empty((W.shape[0], W.shape[1] - 1), dt) for W in weights]
-        self.reset_phases()
-
-    @staticmethod
-    def thread_plan(n_threads):
-        """NumPy's only threads are BLAS's: ``n_threads`` limits them (None
-        leaves BLAS as it is)."""
-        return None, n_threads
-
-    @staticmethod
-    def predict_proba(X, weights, out, config):
-        """out := the network's outputs for the scaled rows of X."""
-        return network_outputs(X, weights, out, config.block_rows, None, config.activation,
-                               config.output)
-
-    @property
-    def step(self):
-        """Optimiser steps taken (those before construction included)."""
-        return self._step
-
-    @step.setter
-    def step(self, value):
-        if int(value) < 0:
-            raise ValueError(f"step must be >= 0, got {value}")
-        self._step = int(value)
-
-    def train_batch(self, idx, lr):
-        """Train on rows ``idx`` of X; return (loss, regularisation cost, n correct).
-
-        The costs are those of the weights before this step's update, except
-        that the regularisation cost is NaN when the update made a weight NaN
-        or infinite (as in the compiled backend).
-        """
-        t0 = perf_counter()
-        b = idx.shape[0]
-        Xb, Yb = self._Xb[:b], self._Yb[:b]
-        # mode="clip": the indices are valid by construction, and the default
-        # mode="raise" gathers into a hidden temporary before copying to out
-        np.take(self.X, idx, axis=0, out=Xb, mode="clip")
-        np.take(self.Y, idx, axis=0, out=Yb, mode="clip")
-        wb = None
-        if self._wb is not None:
-            wb = self._wb[:b]
-            np.take(self.sample_weight, idx, out=wb, mode="clip")
-        t1 = perf_counter()
-        Ws = self.weights
-        A = [Xb] + [a[:b] for a in self._A]
-        D = [d[:b] for d in self._D]
-        T = [t[:b] for t in self._T]
-        last = len(Ws) - 1
-        for l, W in enumerate(Ws):
-            forward_layer(A[l], W, A[l + 1], self.output if l == last else self.activation)
-        t2 = perf_counter()
-        cost, correct = output_delta(A[-1], Yb, D[-1], T[-1], self.output, wb, self.targets)
-        reg = 0.0
-        if self.l2 > 0.0 or self.l1 > 0.0:
-            for W in Ws:
-                reg += regularization_cost(W, self.l2, self.l1)
-        for l in range(len(Ws) - 1, 0, -1):
-            hidden_delta(D[l], Ws[l], A[l], D[l - 1], T[l - 1], self.activation)
-        t3 = perf_counter()
-        s2 = self.states2
-        # an interrupt between the layer updates leaves this True: the
-        # trainer then rewinds the weights to the last completed step
-        self.partial_update = True
-        for l, W in enumerate(Ws):
-            gradient_update(D[l], A[l], W, self.velocities[l], lr, self.l2,
-                            self.l1, self.momentum, self._Gw[l], self._gb[l],
-                            self._Wtmp[l], self.optimizer,
-                            None if s2 is None else s2[l], self._step + 1)
-            if not np.isfinite(W).all():
-                reg = float("nan")       # divergence, as the compiled kernel reports it
-        self._step += 1
-        self.partial_update = False
-        t4 = perf_counter()
-        ph = self._phase
-        ph[0] += t1 - t0
-        ph[1] += t2 - t1
-        ph[2] += t3 - t2
-        ph[3] += t4 - t3
-        return cost, reg, correct
-
-    def last_step(self):
-        """What the last step subtracted from each W, ``[gb | Gw]`` per matrix."""
-        return [np.column_stack([gb, Gw]) for gb, Gw in zip(self._gb, self._Gw)]
-
-    @property
-    def phase_seconds(self):
-        """Seconds per phase (``PHASES``) since construction or the last
-        :meth:`reset_phases`.  Here the update is done inside the gradient
-        kernel, so its time is part of "gradient" and "update" stays 0."""
-        return dict(zip(PHASES, self._phase))
-
-    def reset_phases(self):
-        """Set the phase timers to zero."""
-        self._phase = [0.0] * len(PHASES)
-
-
-Backend = NumpyBackend

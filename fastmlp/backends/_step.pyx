@@ -25,6 +25,7 @@ from libc.string cimport memcpy
 
 import numpy as np
 
+from .._sparse import SparseRows
 from ._interface import PHASES
 from ._interface import Backend as _Backend
 from ._layers import HAVE_OPENMP, aligned_zeros, max_threads, network_outputs
@@ -111,6 +112,9 @@ cdef class CompiledBackend:
 
     def __cinit__(self, X, Y, state, config):
         self.name = "compiled"
+        if isinstance(X, SparseRows):
+            raise NotImplementedError("the compiled backend has no sparse input path yet; "
+                                      "use backend='numpy' for sparse X")
         if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous \
                 or X.dtype not in (np.float32, np.uint8, np.float64):
             raise ValueError("X: must be a 2-D C-contiguous uint8, float32 or float64 array, "
@@ -300,6 +304,12 @@ cdef class CompiledBackend:
         """Set the phase timers to zero."""
         for i in range(5):
             self.phase[i] = 0.0
+
+    def sync_out(self):
+        """Nothing to do: the dense step trains the state's arrays in place."""
+
+    def sync_in(self):
+        """Nothing to do: the dense step trains the state's arrays in place."""
 
     def last_step(self):
         """What the last step subtracted from each W, ``[gb | G]`` per matrix

@@ -1,0 +1,210 @@
+"""Sparse inputs: a checked, canonical CSR copy that the backends read row by row.
+
+:class:`SparseRows` is how a sparse X reaches a backend: the CSR arrays of the
+matrix with sorted, unique column indices in each row, stored once per fit in
+the narrowest types that hold them (``uint8`` values when every value is a
+whole number 0..255, as pixels are, else ``float32``; ``uint16`` column
+indices up to 65,536 columns, else ``int32``; ``int64`` row pointers).  It is
+never densified.  The input scaling is not applied to it: the first layer
+folds it into its weights (see :mod:`fastmlp.backends`), so zeros stay zeros
+and nothing is centred.
+
+:func:`as_rows` takes any scipy.sparse matrix or array (CSR, CSC, COO, ...,
+any index dtype) and checks it, naming the problem: the shape, the index
+range, non-finite values.  A dense array can be turned into rows too
+(:meth:`SparseRows.from_dense`), which ``input_format`` uses for mostly-zero
+dense X.  Neither ever writes to the caller's arrays.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["SparseRows", "as_rows", "is_sparse", "column_stats", "mostly_zero",
+           "AUTO_SPARSE_DENSITY"]
+
+
+def is_sparse(X):
+    """True for a scipy.sparse matrix or array, or a :class:`SparseRows`."""
+    return isinstance(X, SparseRows) or sp.issparse(X)
+
+
+class SparseRows:
+    """The rows of a sparse matrix: CSR arrays with canonical rows.
+
+    Attributes
+    ----------
+    indptr : (n_rows + 1,) int64       row i's entries are ``indptr[i]:indptr[i + 1]``
+    indices : (nnz,) uint16 or int32   their column numbers, increasing in each row
+    data : (nnz,) uint8 or float32     their values (no NaN or infinity)
+    shape : (n_rows, n_cols)
+    """
+
+    def __init__(self, indptr, indices, data, shape):
+        self.indptr, self.indices, self.data = indptr, indices, data
+        self.shape = (int(shape[0]), int(shape[1]))
+
+    ndim = 2
+    #: the dtype of the arithmetic on these rows (values are read as float32)
+    dtype = np.dtype(np.float32)
+
+    @property
+    def nnz(self):
+        return int(self.indptr[-1])
+
+    @property
+    def nbytes(self):
+        """Bytes of the three arrays."""
+        return self.indptr.nbytes + self.indices.nbytes + self.data.nbytes
+
+    @property
+    def density(self):
+        return self.nnz / max(1, self.shape[0] * self.shape[1])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        """The rows ``rows`` (an integer array, or a slice) as new SparseRows."""
+        rows = np.arange(self.shape[0])[rows] if isinstance(rows, slice) else np.asarray(rows)
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        counts = ends - starts
+        indptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        take = np.repeat(starts - indptr[:-1], counts) + np.arange(indptr[-1])
+        return SparseRows(indptr, self.indices[take], self.data[take],
+                          (len(rows), self.shape[1]))
+
+    def to_scipy(self, dtype=np.float32):
+        """A scipy CSR matrix of these rows, values as ``dtype`` (a new array;
+        the index arrays are shared, so it must not be modified)."""
+        indices = self.indices.astype(np.int32 if self.shape[1] < 2**31 else np.int64)
+        return sp.csr_matrix((self.data.astype(dtype), indices, self.indptr),
+                             shape=self.shape)
+
+    @classmethod
+    def from_dense(cls, X):
+        """The nonzero entries of a dense 2-D array, as SparseRows."""
+        return as_rows(sp.csr_matrix(np.asarray(X)))
+
+    def __repr__(self):
+        return (f"SparseRows({self.shape[0]}x{self.shape[1]}, nnz={self.nnz}, "
+                f"{self.data.dtype} values, {self.indices.dtype} indices)")
+
+
+def _narrow_values(data):
+    """uint8 when every value is a whole number 0..255, else float32."""
+    if data.dtype == np.uint8:
+        return data
+    if data.size and data.dtype.kind in "biuf":
+        lo, hi = data.min(), data.max()
+        if lo >= 0 and hi <= 255 and (data.dtype.kind in "biu"
+                                      or np.array_equal(data, np.round(data))):
+            return data.astype(np.uint8)
+    return data.astype(np.float32)
+
+
+def as_rows(X, name="X", n_features=None, owner="MLPClassifier"):
+    """``X`` (a scipy.sparse matrix or array, or SparseRows) checked and
+    stored as :class:`SparseRows`; ValueError or TypeError naming the
+    problem.  The caller's arrays are never modified: unsorted or duplicate
+    indices are summed in a copy."""
+    if isinstance(X, SparseRows):
+        rows = X
+    else:
+        if not sp.issparse(X):
+            raise TypeError(f"{name} is not a sparse matrix")
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+        if np.iscomplexobj(X.data if hasattr(X, "data") else np.zeros(0)):
+            raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+        n_rows, n_cols = X.shape
+        if n_cols >= 2**31:
+            raise ValueError(f"{name} has {n_cols} columns; fastmlp indexes columns with 32 "
+                             "bits (at most 2**31 - 1)")
+        csr = X.tocsr()                      # a new matrix unless X is CSR already
+        indptr = np.asarray(csr.indptr)
+        indices = np.asarray(csr.indices)
+        if indptr.shape != (n_rows + 1,) or (n_rows and (indptr[0] != 0 or
+                                                         np.any(np.diff(indptr) < 0))):
+            raise ValueError(f"{name}: its row pointers (indptr) are not a non-decreasing "
+                             f"sequence of {n_rows + 1} numbers from 0")
+        nnz = int(indptr[-1]) if n_rows else 0
+        if indices.shape[0] < nnz or np.asarray(csr.data).shape[0] < nnz:
+            raise ValueError(f"{name}: indptr says {nnz} entries, but indices and data hold "
+                             f"{indices.shape[0]} and {np.asarray(csr.data).shape[0]}")
+        indices, data = indices[:nnz], np.asarray(csr.data)[:nnz]
+        if nnz:
+            lo, hi = int(indices.min()), int(indices.max())
+            if lo < 0 or hi >= n_cols:
+                bad = int(np.argmax((indices < 0) | (indices >= n_cols)))
+                row = int(np.searchsorted(indptr, bad, side="right") - 1)
+                raise ValueError(f"{name} has a column index {int(indices[bad])} (row {row}) "
+                                 f"outside 0..{n_cols - 1}")
+            if data.dtype.kind == "f" and not np.isfinite(data).all():
+                bad = int(np.argmax(~np.isfinite(data)))
+                row = int(np.searchsorted(indptr, bad, side="right") - 1)
+                raise ValueError(f"{name} contains NaN or infinity (first at row {row}, column "
+                                 f"{int(indices[bad])}: {data[bad]}); remove or impute these "
+                                 "values")
+            if data.dtype.itemsize > 4 and data.dtype.kind == "f" and \
+                    np.abs(data).max() > np.finfo(np.float32).max:
+                raise ValueError(f"{name} has values beyond the float32 range")
+        canonical = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols), copy=False)
+        if not canonical.has_canonical_format:
+            canonical = canonical.copy()     # sorted, duplicates summed: on a copy
+            canonical.sum_duplicates()
+            indptr, indices, data = canonical.indptr, canonical.indices, canonical.data
+        rows = SparseRows(np.asarray(indptr, np.int64),
+                          np.asarray(indices, np.uint16 if n_cols <= 65536 else np.int32),
+                          _narrow_values(np.asarray(data)), (n_rows, n_cols))
+    if rows.shape[0] == 0:
+        raise ValueError(f"{name} is empty: 0 sample(s) (shape={rows.shape}) while a minimum "
+                         "of 1 is required.")
+    if rows.shape[1] == 0:
+        raise ValueError(f"{name} has 0 feature(s) (shape={rows.shape}) while a minimum of 1 "
+                         "is required.")
+    if n_features is not None and rows.shape[1] != n_features:
+        raise ValueError(f"{name} has {rows.shape[1]} features, but {owner} is expecting "
+                         f"{n_features} features as input")
+    return rows
+
+
+def column_stats(rows):
+    """``(n, sum, sum of squares about the mean, min, max)`` of every column
+    of the float32 values, zeros included, in float64: what the scalings need.
+    The squares are summed about the mean (two passes: the nonzeros, then the
+    implicit zeros' share), as the dense statistics are."""
+    n, m = rows.shape
+    cols = rows.indices.astype(np.intp)
+    x = rows.data.astype(np.float32).astype(np.float64)
+    total = np.bincount(cols, weights=x, minlength=m)
+    count = np.bincount(cols, minlength=m)
+    mean = total / n
+    d = x - mean[cols]
+    sq = np.bincount(cols, weights=d * d, minlength=m) + (n - count) * mean * mean
+    lo = np.full(m, np.inf)
+    hi = np.full(m, -np.inf)
+    np.minimum.at(lo, cols, x)
+    np.maximum.at(hi, cols, x)
+    has_zero = count < n
+    lo[has_zero] = np.minimum(lo[has_zero], 0.0)
+    hi[has_zero] = np.maximum(hi[has_zero], 0.0)
+    return n, total, sq, lo, hi
+
+
+#: ``input_format="auto"`` trains a dense X on the sparse path when at most
+#: this share of its entries are nonzero.  0 until the compiled sparse path
+#: is measured against the dense one (bench/sparse.py).
+AUTO_SPARSE_DENSITY = 0.0
+#: ... and only when X has at least this many columns (a narrow X is cheap).
+AUTO_SPARSE_MIN_COLUMNS = 64
+
+
+def mostly_zero(X):
+    """Whether ``input_format="auto"`` sends the dense array X down the
+    sparse path (see :data:`AUTO_SPARSE_DENSITY`)."""
+    if AUTO_SPARSE_DENSITY <= 0 or X.ndim != 2 or X.shape[1] < AUTO_SPARSE_MIN_COLUMNS:
+        return False
+    return np.count_nonzero(X) <= AUTO_SPARSE_DENSITY * X.size
