@@ -8,6 +8,7 @@ training loop) is the base's and the trainer's.
 """
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import ClassifierMixin
 
 from ._base import BaseMLP
@@ -106,10 +107,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True              # scipy.sparse X: the sparse path
         return tags
 
     # ------------------------------------------------ what the targets are
     def _check_targets(self, y, n_samples, name="y"):
+        if sp.issparse(y):
+            return check_y(y, n_samples, name)      # refused there, by name
         arr = y if y is None else np.asarray(y)
         if arr is not None and arr.ndim == 2 and arr.shape[1] > 1:
             return check_indicator(arr, n_samples, name)

@@ -105,6 +105,9 @@ def check_y(y, n_samples, name="y"):
     scikit-learn; continuous (float, non-integer) targets are rejected."""
     if y is None:
         raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
+    if sp.issparse(y):
+        raise ValueError(f"{name} is a sparse matrix; give the targets as a dense array "
+                         f"(e.g. {name}.toarray())")
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         warnings.warn(f"A column-vector {name} was passed when a 1d array was expected; "
@@ -197,6 +200,9 @@ def check_continuous(y, n_samples, name="y"):
     as float64."""
     if y is None:
         raise ValueError("MLPRegressor requires y to be passed, but the target y is None")
+    if sp.issparse(y):
+        raise ValueError(f"{name} is a sparse matrix; give the targets as a dense array "
+                         f"(e.g. {name}.toarray())")
     arr = np.asarray(y)
     if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] < 1):
         raise ValueError(f"{name} must be 1-D (n_samples,) or 2-D (n_samples, n_outputs), got "
