@@ -12,6 +12,10 @@ The public surface:
 * :class:`StopTraining` -- raise it in a fit's callback to end training there;
 * :func:`init_weights` -- the initial weights a fit starts from;
 * :func:`load` -- read a model written by ``save``;
+* the estimators' ``to_onnx`` and ``save_onnx`` -- the fitted model as an
+  ONNX graph (scaling included) for onnxruntime and other runtimes;
+* :func:`register_skl2onnx` -- let skl2onnx convert Pipelines that end in a
+  fastmlp estimator;
 * :func:`plot_history` -- the blog series' training plots as a PNG;
 * :func:`build_info` -- how the compiled kernels were built;
 * :mod:`fastmlp.backends` -- the compiled and NumPy backends behind one interface;
@@ -28,9 +32,10 @@ from ._io import ModelFileError
 from ._network import NetworkState, init_weights
 from ._platform import build_info
 from ._plot import plot_history
+from ._skl2onnx import register_skl2onnx
 from ._trainer import DivergenceError, StopTraining, lr_schedule
 from ._version import __version__
 
 __all__ = ["MLPClassifier", "MLPRegressor", "DivergenceError", "StopTraining", "History", "NetworkState", "datasets",
            "lr_schedule", "init_weights", "build_info", "load", "ModelFileError",
-           "plot_history", "__version__"]
+           "plot_history", "register_skl2onnx", "__version__"]

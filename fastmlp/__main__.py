@@ -10,6 +10,8 @@
   time went, and can save the model, the history and the training plots.
 * ``fastmlp predict MODEL INPUT`` prints (or writes) predictions for a .npy,
   .npz or IDX file.
+* ``fastmlp export MODEL.npz MODEL.onnx`` writes a saved model as ONNX (the
+  graph of :meth:`MLPClassifier.to_onnx`: scaling, layers, outputs).
 * ``fastmlp info`` shows the version, the compiled kernels, BLAS and threads,
   and the CPU.
 * ``fastmlp bench`` runs the benchmark suite (:mod:`fastmlp.experiments.suite`).
@@ -81,6 +83,22 @@ def _predict(args):
     return 0
 
 
+# ----------------------------------------------------------------- export
+def _export(args):
+    model = load(args.model)
+    try:
+        proto = model.to_onnx(target_opset=args.opset)
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    from ._onnx import save_onnx
+    save_onnx(proto, args.output)
+    outputs = ", ".join(o.name for o in proto.graph.output)
+    print(f"{args.output}: ONNX opset {proto.opset_import[0].version}, IR version "
+          f"{proto.ir_version}; input X (n, {model.n_features_in_}) float32, "
+          f"outputs {outputs}")
+    return 0
+
+
 # ------------------------------------------------------------------- info
 def _info(args):
     from threadpoolctl import threadpool_info
@@ -114,6 +132,13 @@ def _parser():
     pr.add_argument("--proba", action="store_true", help="class probabilities, not labels")
     pr.add_argument("--output", help="write to this file (.npy, or text otherwise)")
 
+    ex = sub.add_parser("export", help="write a saved model as ONNX (needs fastmlp[onnx])")
+    ex.add_argument("model", help="a model file written by fastmlp train --output / model.save")
+    ex.add_argument("output", help="the .onnx file to write")
+    ex.add_argument("--opset", type=int, default=None,
+                    help="ONNX opset to write (default 17, or the newest the installed onnx "
+                         "knows if older)")
+
     sub.add_parser("info", help="version, compiled kernels, BLAS, threads and CPU")
     sub.add_parser("bench", add_help=False,
                    help="fastmlp vs Keras, PyTorch, scikit-learn (fastmlp bench --help)")
@@ -133,7 +158,8 @@ def main(argv=None):
         from .experiments.study import main as study_main
         return study_main(argv[1:])
     args = _parser().parse_args(argv)
-    run = {"train": run_train, "predict": _predict, "info": _info}[args.command]
+    run = {"train": run_train, "predict": _predict, "export": _export,
+           "info": _info}[args.command]
     try:
         return run(args)
     except BrokenPipeError:

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import backends
+from ._export import ExportMixin
 from ._fitted import FittedAttributes
 from ._history import History
 from ._network import INITS, NetworkState
@@ -43,7 +44,7 @@ INPUT_FORMATS = ("auto", "dense", "sparse")
 AUTO_BATCH = 200
 
 
-class BaseMLP(FittedAttributes, BaseEstimator):
+class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
     """Base of the estimators; see :class:`fastmlp.MLPClassifier` for the parameters."""
 
     #: Every hyperparameter, how it is checked and its default, in the
