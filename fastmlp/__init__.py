@@ -12,8 +12,9 @@ The public surface:
 * :class:`StopTraining` -- raise it in a fit's callback to end training there;
 * :func:`init_weights` -- the initial weights a fit starts from;
 * :func:`load` -- read a model written by ``save``;
-* the estimators' ``to_onnx`` and ``save_onnx`` -- the fitted model as an
-  ONNX graph (scaling included) for onnxruntime and other runtimes;
+* :func:`from_sklearn` -- a scikit-learn MLP's weights as a fastmlp model
+  that can go on training; the estimators' ``to_onnx``, ``save_onnx``,
+  ``to_sklearn`` and ``to_keras`` go the other way;
 * :func:`register_skl2onnx` -- let skl2onnx convert Pipelines that end in a
   fastmlp estimator;
 * :func:`plot_history` -- the blog series' training plots as a PNG;
@@ -25,6 +26,7 @@ The public surface:
 
 from . import datasets
 from ._classifier import MLPClassifier
+from ._from_sklearn import from_sklearn
 from ._loading import load
 from ._regressor import MLPRegressor
 from ._history import History
@@ -38,4 +40,4 @@ from ._version import __version__
 
 __all__ = ["MLPClassifier", "MLPRegressor", "DivergenceError", "StopTraining", "History", "NetworkState", "datasets",
            "lr_schedule", "init_weights", "build_info", "load", "ModelFileError",
-           "plot_history", "register_skl2onnx", "__version__"]
+           "plot_history", "from_sklearn", "register_skl2onnx", "__version__"]
