@@ -27,10 +27,10 @@ from ._params import (BatchSize, Flag, Fraction, Integer, LayerSizes, OneOf, Par
 from ._registry import ACTIVATIONS, OPTIMIZERS
 from ._scaling import SCALINGS, fit_scaling, scaled_copy, training_source
 from ._sparse import SparseRows, as_rows, is_sparse, mostly_zero
-from ._schedule import AdaptiveSchedule, DecaySchedule
+from ._schedule import AdaptiveSchedule, DecaySchedule, SampleClock
 from ._split import hold_out
 from ._threads import blas_threads
-from ._trainer import BatchPlan, DivergenceError, Plateau, Trainer
+from ._trainer import BatchPlan, DivergenceError, Plateau, PooledPlateau, Trainer
 from ._validation import (check_feature_names, check_sample_weight, check_validation_data,
                           check_X, feature_names)
 
@@ -58,6 +58,7 @@ class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
         "learning_rate": Param(Real(positive=True), 0.001),
         "lr_decay": Param(Real(), 0.0),
         "schedule": Param(OneOf(SCHEDULES), "decay"),
+        "samples_per_epoch": Param(Integer(1, optional=True), None),
         "momentum": Param(Real(), 0.0),
         "optimizer": Param(OneOf(OPTIMIZERS), "adam"),
         "rho": Param(Real(), 0.9),
@@ -402,13 +403,20 @@ class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
         else:
             state.next_rate = None
             schedule = DecaySchedule(p["learning_rate"], p["lr_decay"])
+        every = p["samples_per_epoch"]
+        if every is not None:                  # epochs counted in samples (streamed blocks)
+            schedule = SampleClock(schedule, state, every)
+
+        def rule(key, **kw):
+            if every is None:
+                return Plateau(key, p["n_iter_no_change"], p["tol"], **kw)
+            return PooledPlateau(key, p["n_iter_no_change"], p["tol"], every, state, **kw)
         if p["early_stopping"]:
-            monitor = Plateau("val_score", p["n_iter_no_change"], p["tol"], maximize=True,
-                              keep_best=True)
+            monitor = rule("val_score", maximize=True, keep_best=True)
         else:
             prior = state.plateau if not new_run else None
-            monitor = Plateau("train_loss", p["n_iter_no_change"], p["tol"],
-                              state=prior if (prior or {}).get("key") == "train_loss" else None)
+            monitor = rule("train_loss",
+                           state=prior if (prior or {}).get("key") == "train_loss" else None)
         cls = self._backend_class()
         threads, blas = cls.thread_plan(p["n_threads"])
         batch = min(AUTO_BATCH, n) if p["batch_size"] == "auto" else p["batch_size"]

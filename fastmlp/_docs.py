@@ -60,6 +60,17 @@ schedule : {"decay", "adaptive"}, default "decay"
     and the count starts again, and once the rate is at or below 1e-6
     such a plateau stops training.  ``lr_decay`` is not used.  The rate
     carries over to partial_fit, warm-started fits and the model file.""",
+    "samples_per_epoch": """\
+samples_per_epoch : int or None, default None
+    What counts as an epoch for the learning-rate schedule and the
+    no-improvement rule.  None: each epoch of ``fit``, and each
+    ``partial_fit`` call (one pass over its block).  A number n: they
+    count training samples, one epoch per n (e.g. the size of the data
+    set that ``partial_fit`` streams in blocks): the decay's epoch is
+    ``t_ // n``, and the rule sees one figure per n samples, the
+    training loss pooled over the blocks, whatever their sizes.
+    ``n_iter_`` still counts passes.  (scikit-learn's "invscaling" also
+    decays by samples seen.)""",
     "momentum": """\
 momentum : float, default 0.0
     ``W -= lr G + momentum dW_prev``, with ``dW_prev`` the last step's

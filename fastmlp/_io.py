@@ -26,7 +26,8 @@ the header and the ``S`` arrays); version 1 files, all sgd, still load.
 Four optional header fields came later within version 2, and files without
 them load as before: ``samples_seen`` (the training samples the steps used),
 ``next_rate`` (the adaptive schedule's rate for the next epoch),
-``plateau`` (the no-improvement rule's best value, its epoch and count) and
+``plateau`` (the no-improvement rule's best value, its epoch and count, and
+with ``samples_per_epoch`` the pool of the epoch in progress) and
 ``feature_names`` (a data frame's column names seen in fit).  Version 3
 added ``estimator`` and ``targets`` to the header, for regressors and
 multilabel classifiers; a file without them is a single-label classifier.
@@ -166,8 +167,12 @@ def _umask():
 
 def _plain_plateau(plateau):
     best, epoch = plateau.get("best"), plateau.get("best_epoch")
-    return dict(key=str(plateau["key"]), best=None if best is None else float(best),
-                best_epoch=None if epoch is None else int(epoch), count=int(plateau["count"]))
+    plain = dict(key=str(plateau["key"]), best=None if best is None else float(best),
+                 best_epoch=None if epoch is None else int(epoch), count=int(plateau["count"]))
+    if "pool_mark" in plateau:         # samples_per_epoch: the epoch being pooled
+        plain.update(pool_sum=float(plateau["pool_sum"]), pool_n=int(plateau["pool_n"]),
+                     pool_mark=int(plateau["pool_mark"]))
+    return plain
 
 
 def _optional(header, name, layers):
@@ -188,9 +193,18 @@ def _optional(header, name, layers):
         if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
                                  or not math.isfinite(best)):
             raise ValueError(f"plateau best {best!r} is not a finite number")
+        pool = {}
+        if "pool_mark" in plateau:
+            total = plateau.get("pool_sum")
+            if isinstance(total, bool) or not isinstance(total, (int, float)) or \
+                    not math.isfinite(total):
+                raise ValueError(f"plateau pool_sum {total!r} is not a finite number")
+            pool = dict(pool_sum=float(total), pool_n=_count(plateau.get("pool_n"),
+                                                             "plateau pool_n"),
+                        pool_mark=_count(plateau.get("pool_mark"), "plateau pool_mark"))
         plateau = dict(key=plateau["key"], best=None if best is None else float(best),
                        best_epoch=None if epoch is None else _count(epoch, "plateau best_epoch"),
-                       count=_count(plateau.get("count"), "plateau count"))
+                       count=_count(plateau.get("count"), "plateau count"), **pool)
     names = header.get("feature_names")
     if names is not None and (not isinstance(names, list) or not layers
                               or len(names) != layers[0]

@@ -13,13 +13,17 @@ must stop.  Three schedules:
   below 1e-6;
 * :class:`FixedRates`, a given list (tests, and ``Trainer.run(rates)``).
 
+:class:`SampleClock` makes any of them count epochs in training samples
+(``samples_per_epoch``): data streamed through ``partial_fit`` in blocks of
+any size then meets the rates a fit over the whole data set would use.
+
 Like the trainer, this module knows nothing of scikit-learn or the
 estimators.
 """
 
 import numpy as np
 
-__all__ = ["lr_schedule", "DecaySchedule", "AdaptiveSchedule", "FixedRates"]
+__all__ = ["lr_schedule", "DecaySchedule", "AdaptiveSchedule", "FixedRates", "SampleClock"]
 
 
 def lr_schedule(learning_rate, lr_decay, epochs, start_epoch=0):
@@ -133,3 +137,40 @@ class FixedRates:
 
     def set_state(self, value):
         pass
+
+
+class SampleClock:
+    """``schedule`` with its epochs counted in samples: the rate of a pass
+    that starts after ``state.samples`` training samples is the wrapped
+    schedule's rate for epoch ``state.samples // samples_per_epoch``.
+
+    A fit whose data set has ``samples_per_epoch`` rows gets the same rates
+    as without the clock; ``partial_fit`` calls on blocks of that data set
+    get, block after block, the rate of the epoch the blocks belong to,
+    whatever their size, where one epoch per call would decay the rate once
+    per block.  Everything else is the wrapped schedule's."""
+
+    def __init__(self, schedule, state, samples_per_epoch):
+        self.schedule, self.state = schedule, state
+        self.samples_per_epoch = int(samples_per_epoch)
+
+    @property
+    def name(self):
+        return self.schedule.name
+
+    def rate(self, epoch):
+        return self.schedule.rate(self.state.samples // self.samples_per_epoch)
+
+    def reduce(self):
+        return self.schedule.reduce()
+
+    def get_state(self):
+        return self.schedule.get_state()
+
+    def set_state(self, value):
+        self.schedule.set_state(value)
+
+    def __getattr__(self, name):           # min_rate, factor, ...
+        if name in ("schedule", "state"):
+            raise AttributeError(name)
+        return getattr(self.schedule, name)

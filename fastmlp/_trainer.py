@@ -30,8 +30,8 @@ import numpy as np
 from ._history import format_epoch
 from ._schedule import FixedRates, lr_schedule
 
-__all__ = ["Trainer", "BatchPlan", "Plateau", "DivergenceError", "StopTraining",
-           "lr_schedule"]
+__all__ = ["Trainer", "BatchPlan", "Plateau", "PooledPlateau", "DivergenceError",
+           "StopTraining", "lr_schedule"]
 
 
 class DivergenceError(FloatingPointError):
@@ -166,6 +166,49 @@ class Plateau:
         what = "validation score" if self.key == "val_score" else "training loss"
         return (f"{what} did not improve by at least tol={self.tol:g} for {self.count} "
                 f"consecutive epochs (n_iter_no_change={self.n_iter_no_change})")
+
+
+class PooledPlateau(Plateau):
+    """The no-improvement rule on epochs counted in training samples.
+
+    Each :meth:`update` (one pass, over a whole data set or one streamed
+    block) adds its value, weighted by the samples the pass trained
+    (``network.samples`` since the last update), to a pool.  When
+    ``network.samples`` crosses a multiple of ``samples_per_epoch``, the
+    pool's mean is the epoch's value for the rule, and the pool empties.
+    Between two such points the rule neither counts nor fires, so small
+    blocks' noisy losses do not each count as an epoch.  The pool travels
+    in :meth:`get_state` (``pool_sum``, ``pool_n``, ``pool_mark``)."""
+
+    def __init__(self, key, n_iter_no_change, tol, samples_per_epoch, network,
+                 maximize=False, keep_best=False, state=None):
+        super().__init__(key, n_iter_no_change, tol, maximize, keep_best, state)
+        state = state or {}
+        self.samples_per_epoch, self.network = int(samples_per_epoch), network
+        self.pool_sum = float(state.get("pool_sum", 0.0))
+        self.pool_n = int(state.get("pool_n", 0))
+        self.mark = int(state.get("pool_mark", network.samples))
+        self._counted = False
+
+    def update(self, value, epoch):
+        now, every = self.network.samples, self.samples_per_epoch
+        n, self.mark = now - self.mark, now
+        self.pool_sum += float(value) * n
+        self.pool_n += n
+        self._counted = now // every != (now - n) // every
+        if not self._counted:
+            return False
+        pooled = self.pool_sum / self.pool_n if self.pool_n else float("nan")
+        self.pool_sum, self.pool_n = 0.0, 0
+        return super().update(pooled, epoch)
+
+    @property
+    def fired(self):
+        return self._counted and super().fired
+
+    def get_state(self):
+        return dict(super().get_state(), pool_sum=self.pool_sum, pool_n=self.pool_n,
+                    pool_mark=self.mark)
 
 
 def _ask(callback, *args):
