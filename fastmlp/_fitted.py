@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 
 from . import _io
+from ._network import owned_array
 
 __all__ = ["FittedAttributes"]
 
@@ -67,6 +68,14 @@ class FittedAttributes:
         """Mean batch cost of every epoch trained so far (scikit-learn's name)."""
         self._check_fitted()
         return list(self.history_.cost)
+
+    def __setstate__(self, state):
+        """Unpickling (a model sent to a Dask worker, say): the fitted arrays
+        owned, aligned and writable again (:func:`fastmlp._network.owned_array`)."""
+        for key in ("mean_", "scale_", "y_mean_", "y_scale_"):
+            if isinstance(state.get(key), np.ndarray):
+                state[key] = owned_array(state[key])
+        super().__setstate__(state)
 
     def _fitted_state(self):
         try:

@@ -14,7 +14,19 @@ import numpy as np
 
 from ._registry import optimizer_kind
 
-__all__ = ["NetworkState", "init_weights", "INITS"]
+__all__ = ["NetworkState", "init_weights", "INITS", "owned_array"]
+
+
+def owned_array(a):
+    """``a`` itself when it is an aligned, writable, C-ordered array that owns
+    its memory, else such a copy.  An array unpickled from out-of-band
+    buffers (pickle protocol 5, as Dask sends objects between workers) is a
+    view of the message: read-only, and perhaps not aligned to its elements,
+    which the kernels refuse."""
+    if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.flags.aligned and \
+            a.flags.writeable and a.flags.owndata:
+        return a
+    return np.array(a, order="C", copy=True)
 
 
 #: Initialisation rules: the blog series' and Glorot's (scikit-learn's).
@@ -112,6 +124,13 @@ class NetworkState:
         """A new network: :func:`init_weights` and zero optimiser state."""
         return cls(tuple(layers), init_weights(layers, init_factor, rng, init, activation),
                    optimizer)
+
+    def __setstate__(self, state):
+        """Unpickling: the arrays as the kernels need them (:func:`owned_array`)."""
+        for key in ("weights", "state1", "state2"):
+            if state.get(key) is not None:
+                state[key] = [owned_array(a) for a in state[key]]
+        self.__dict__.update(state)
 
     def _named(self, name):
         if name not in self._names:

@@ -264,3 +264,26 @@ def test_files_without_the_training_controls_load_with_their_defaults():
     m.partial_fit(X, m.classes_[y])          # adaptive resumes from the saved rate
     assert m.history_.learning_rate == [saved_rate]
     assert m.t_ == len(y)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2])
+def test_a_model_unpickled_from_out_of_band_buffers_trains_on(offset):
+    """Dask sends a model between workers with pickle protocol 5: its arrays
+    come back as views of the message, read-only and, in general, not aligned
+    to their 4-byte elements, which the kernels refuse.  Unpickling makes them
+    owned, aligned and writable again, so partial_fit goes on."""
+    import pickle
+
+    (X, y), _ = load_digits()
+    model = MLPClassifier(hidden_layer_sizes=(12,), random_state=0).partial_fit(X, y)
+    buffers = []
+    data = pickle.dumps(model, protocol=5, buffer_callback=buffers.append)
+    # each buffer copied into a read-only byte string at an odd offset
+    views = [memoryview(bytes(offset) + bytes(b.raw()))[offset:] for b in buffers]
+    copy = pickle.loads(data, buffers=views)
+    expected = pickle.loads(pickle.dumps(model)).partial_fit(X, y)
+    copy.partial_fit(X, y)
+    for a, b in zip(copy.coefs_, expected.coefs_):
+        np.testing.assert_array_equal(a, b)
+    for a in copy._state.arrays() + [copy.mean_, copy.scale_]:
+        assert a.flags.aligned and a.flags.writeable and a.flags.c_contiguous
