@@ -69,6 +69,15 @@ class FittedAttributes:
         self._check_fitted()
         return list(self.history_.cost)
 
+    def __getstate__(self):
+        """Pickling: everything but a running fit's backend (mid-fit, as when
+        a callback pickles the model, or Dask spills a partial_fit result that
+        the next partial_fit is updating in place).  A copy: the estimator
+        itself is left alone."""
+        state = dict(super().__getstate__())
+        state.pop("_live_backend", None)
+        return state
+
     def __setstate__(self, state):
         """Unpickling (a model sent to a Dask worker, say): the fitted arrays
         owned, aligned and writable again (:func:`fastmlp._network.owned_array`)."""

@@ -287,3 +287,27 @@ def test_a_model_unpickled_from_out_of_band_buffers_trains_on(offset):
         np.testing.assert_array_equal(a, b)
     for a in copy._state.arrays() + [copy.mean_, copy.scale_]:
         assert a.flags.aligned and a.flags.writeable and a.flags.c_contiguous
+
+
+def test_a_model_pickled_mid_fit_leaves_the_fit_alone(tmp_path):
+    """Pickling a model during its fit (a callback; Dask spilling a
+    partial_fit result the next call is updating in place) leaves out the
+    running backend, and the fit goes on to the weights it would reach."""
+    import pickle
+
+    (X, y), _ = load_digits()
+    copies = []
+
+    def snapshot(epoch, batch, n_batches, cost):
+        if batch == 1:
+            copies.append(pickle.dumps(model))
+
+    model = MLPClassifier(hidden_layer_sizes=(12,), epochs=2, random_state=0)
+    model.fit(X, y, callback=snapshot)
+    plain = MLPClassifier(hidden_layer_sizes=(12,), epochs=2, random_state=0).fit(X, y)
+    assert len(copies) == 2
+    for a, b in zip(model.coefs_, plain.coefs_):
+        np.testing.assert_array_equal(a, b)
+    back = pickle.loads(copies[-1])
+    assert "_live_backend" not in back.__dict__
+    back.partial_fit(X, y)
