@@ -101,17 +101,22 @@ def test_each_fit_uses_the_thread_its_task_was_given(client, digits):
     for env, (threads, blas) in client.run(plan).values():
         assert env == "1" and threads == 1
 
+    def os_threads():
+        return len(os.listdir("/proc/self/task"))
+
     def fit_threads(X, y):
-        import threading
-        before = threading.active_count()
-        seen = []
-        MLPClassifier(epochs=2, random_state=0).fit(
-            X, y, callback=lambda *a: seen.append(threading.active_count()) and None)
-        return before, max(seen)
+        counts = {"before": os_threads()}
+        for n_threads in (None, 2):              # the default, then 2 forced
+            seen = []
+            MLPClassifier(epochs=2, n_threads=n_threads, random_state=0).fit(
+                X, y, callback=lambda *a: seen.append(os_threads()) and None)
+            counts[n_threads] = max(seen)
+        return counts
 
     (X, y), _ = digits
-    before, during = client.submit(fit_threads, X, y, pure=False).result()
-    assert during == before                       # no thread pool started for the fit
+    counts = client.submit(fit_threads, X, y, pure=False).result()
+    assert counts[None] == counts["before"]       # the default fit starts no thread
+    assert counts[2] > counts["before"]           # (a forced second thread is seen)
 
 
 def test_data_larger_than_a_worker_trains_block_by_block(client, tmp_path):
