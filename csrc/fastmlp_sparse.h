@@ -6,8 +6,9 @@
  * 16 floats; the optimiser states likewise.  A feature's weights are then
  * HP/16 whole vectors, and the update of a block of features is one
  * contiguous run of floats.  The scaling is folded in: a value is read as
- * x / scale[j] (the dense path's (x - mean) / scale without the mean, whose
- * share the caller folds into the bias).
+ * x inv[j], inv = 1 / scale computed once per fit (the dense path's
+ * (x - mean) / scale without the mean, whose share the caller folds into the
+ * bias).
  *
  * Two ways through a batch (chosen per fit by the caller):
  *   tiles  rows four at a time over the union of their columns, in
@@ -81,17 +82,19 @@ static inline void fm_sp_prefetch_row(const fm_rows *X, int64_t r)
     __builtin_prefetch(vx + e * vsz - 1, 0, 3);
 }
 
-/* js[k] := the column of entry k of row r, xs[k] := its value / scale[column]
- * (the value itself when scale is NULL); returns the row's entry count. */
+/* js[k] := the column of entry k of row r, xs[k] := its value times
+ * inv[column], 1 / the column's scale (the value itself when inv is NULL);
+ * returns the row's entry count.  (A product, not a division: a division
+ * per entry cost more than the product it feeds.) */
 #define FM_SP_DEFINE_ENTRIES(NAME, IT, VT)                                          \
     static ptrdiff_t NAME(const int64_t *indptr, const IT *ind, const VT *val,     \
-                          int64_t r, const float *scale, int32_t *js, float *xs)   \
+                          int64_t r, const float *inv, int32_t *js, float *xs)     \
     {                                                                              \
         int64_t a = indptr[r];                                                     \
         ptrdiff_t n = (ptrdiff_t)(indptr[r + 1] - a);                              \
         const IT *ip = ind + a;                                                    \
         const VT *vp = val + a;                                                    \
-        if (scale == NULL) {                                                       \
+        if (inv == NULL) {                                                         \
             for (ptrdiff_t k = 0; k < n; ++k) {                                    \
                 js[k] = (int32_t)ip[k];                                            \
                 xs[k] = (float)vp[k];                                              \
@@ -99,7 +102,7 @@ static inline void fm_sp_prefetch_row(const fm_rows *X, int64_t r)
         } else {                                                                   \
             for (ptrdiff_t k = 0; k < n; ++k) {                                    \
                 js[k] = (int32_t)ip[k];                                            \
-                xs[k] = (float)vp[k] / scale[ip[k]];                               \
+                xs[k] = (float)vp[k] * inv[ip[k]];                                 \
             }                                                                      \
         }                                                                          \
         return n;                                                                  \
@@ -110,14 +113,14 @@ FM_SP_DEFINE_ENTRIES(fm_sp_entries_u16_f32, uint16_t, float)
 FM_SP_DEFINE_ENTRIES(fm_sp_entries_i32_u8, int32_t, uint8_t)
 FM_SP_DEFINE_ENTRIES(fm_sp_entries_i32_f32, int32_t, float)
 
-static inline ptrdiff_t fm_sp_entries(const fm_rows *X, int64_t r, const float *scale,
+static inline ptrdiff_t fm_sp_entries(const fm_rows *X, int64_t r, const float *inv,
                                       int32_t *js, float *xs)
 {
     if (X->idx32)
-        return X->val32 ? fm_sp_entries_i32_f32(X->indptr, X->indices, X->values, r, scale, js, xs)
-                        : fm_sp_entries_i32_u8(X->indptr, X->indices, X->values, r, scale, js, xs);
-    return X->val32 ? fm_sp_entries_u16_f32(X->indptr, X->indices, X->values, r, scale, js, xs)
-                    : fm_sp_entries_u16_u8(X->indptr, X->indices, X->values, r, scale, js, xs);
+        return X->val32 ? fm_sp_entries_i32_f32(X->indptr, X->indices, X->values, r, inv, js, xs)
+                        : fm_sp_entries_i32_u8(X->indptr, X->indices, X->values, r, inv, js, xs);
+    return X->val32 ? fm_sp_entries_u16_f32(X->indptr, X->indices, X->values, r, inv, js, xs)
+                    : fm_sp_entries_u16_u8(X->indptr, X->indices, X->values, r, inv, js, xs);
 }
 
 /* Prefetch the weight rows of n entries (every line of each), for wide
@@ -149,24 +152,54 @@ FM_CLONES static void fm_sp_row_dot_c(const int32_t *js, const float *xs, ptrdif
     }
 }
 
+/* ------------------------------------------------------------ tiles of four rows */
+
 /* Tiles of four rows: uj[u] is the u-th column of the union of the rows'
- * columns (increasing), ux[4u + r] row r's value / scale there (0 where row
- * r lacks it).  Xd (n_cols x 4 floats) and flags (n_cols bytes, rounded up
- * to 8) are scratch that is zero before and after.  Rows r >= R of the tile
- * are absent (their values 0).  Returns U, the size of the union. */
-static ptrdiff_t fm_sp_tile_stage(const fm_rows *X, const ptrdiff_t *rows, int R,
-                                  const float *scale, ptrdiff_t n_cols, float *Xd,
-                                  uint8_t *flags, int32_t *uj, float *ux)
-{
-    for (int r = 0; r < R; ++r) {
-        int64_t a = X->indptr[rows[r]], e = X->indptr[rows[r] + 1];
-        for (int64_t k = a; k < e; ++k) {
-            ptrdiff_t j = fm_sp_col(X, k);
-            float x = fm_sp_val(X, k);
-            Xd[4 * j + r] = scale ? x / scale[j] : x;
-            flags[j] = 1;
-        }
+ * columns (increasing), ux[4u + r] row r's value times 1 / scale there (0
+ * where row r lacks it).  Xd (n_cols x 4 floats) and flags (n_cols rounded
+ * up to 64 bytes) are scratch that is zero before and after.  Rows r >= R of
+ * the tile are absent (their values 0).  Marking is specialised per index
+ * and value type with every pointer a local: the byte stores to flags may
+ * alias anything, and through a struct the compiler reloaded the array
+ * pointers after each of them. */
+#define FM_SP_DEFINE_MARK(NAME, IT, VT)                                             \
+    static void NAME(const int64_t *restrict indptr, const IT *restrict ind,        \
+                     const VT *restrict val, const ptrdiff_t *restrict rows, int R, \
+                     const float *restrict inv, float *restrict Xd,                 \
+                     uint8_t *restrict flags)                                       \
+    {                                                                              \
+        for (int r = 0; r < R; ++r) {                                              \
+            int64_t a = indptr[rows[r]], e = indptr[rows[r] + 1];                  \
+            const IT *ip = ind + a;                                                \
+            const VT *vp = val + a;                                                \
+            ptrdiff_t n = (ptrdiff_t)(e - a);                                      \
+            float *xd = Xd + r;                                                    \
+            if (inv == NULL) {                                                     \
+                for (ptrdiff_t k = 0; k < n; ++k) {                                \
+                    ptrdiff_t j = (ptrdiff_t)ip[k];                                \
+                    xd[4 * j] = (float)vp[k];                                      \
+                    flags[j] = 1;                                                  \
+                }                                                                  \
+            } else {                                                               \
+                for (ptrdiff_t k = 0; k < n; ++k) {                                \
+                    ptrdiff_t j = (ptrdiff_t)ip[k];                                \
+                    xd[4 * j] = (float)vp[k] * inv[j];                             \
+                    flags[j] = 1;                                                  \
+                }                                                                  \
+            }                                                                      \
+        }                                                                          \
     }
+
+FM_SP_DEFINE_MARK(fm_sp_mark_u16_u8, uint16_t, uint8_t)
+FM_SP_DEFINE_MARK(fm_sp_mark_u16_f32, uint16_t, float)
+FM_SP_DEFINE_MARK(fm_sp_mark_i32_u8, int32_t, uint8_t)
+FM_SP_DEFINE_MARK(fm_sp_mark_i32_f32, int32_t, float)
+
+/* The union's columns in increasing order, their four values out of Xd
+ * (zeroed again) and the flags cleared: eight flags at a time. */
+static ptrdiff_t fm_sp_collect_c(ptrdiff_t n_cols, float *Xd, uint8_t *flags, int32_t *uj,
+                                 float *ux)
+{
     ptrdiff_t U = 0, words = (n_cols + 7) / 8;
     uint64_t *fw = (uint64_t *)flags;
     for (ptrdiff_t w = 0; w < words; ++w) {
@@ -179,16 +212,46 @@ static ptrdiff_t fm_sp_tile_stage(const fm_rows *X, const ptrdiff_t *rows, int R
             m &= ~((uint64_t)0xFF << (8 * b));
             ptrdiff_t j = 8 * w + b;
             float *xd = Xd + 4 * j;
-            float *o = ux + 4 * U;
-            o[0] = xd[0]; o[1] = xd[1]; o[2] = xd[2]; o[3] = xd[3];
-            xd[0] = xd[1] = xd[2] = xd[3] = 0.0f;
+            memcpy(ux + 4 * U, xd, 4 * sizeof(float));
+            memset(xd, 0, 4 * sizeof(float));
             uj[U++] = (int32_t)j;
         }
     }
     return U;
 }
 
-/* A rows r < R (row stride lda): A[r][0:H] := sum_u ux[4u + r] Wt[uj[u]][0:H]. */
+static ptrdiff_t fm_sp_collect(int own, ptrdiff_t n_cols, float *Xd, uint8_t *flags,
+                               int32_t *uj, float *ux);
+
+/* Mark rows rows[0:R] (R <= 4) of a tile in Xd and flags (fm_sp_collect then
+ * gathers the union). */
+static void fm_sp_tile_mark(const fm_rows *X, const ptrdiff_t *rows, int R, const float *inv,
+                            float *Xd, uint8_t *flags)
+{
+    if (X->idx32) {
+        if (X->val32)
+            fm_sp_mark_i32_f32(X->indptr, X->indices, X->values, rows, R, inv, Xd, flags);
+        else
+            fm_sp_mark_i32_u8(X->indptr, X->indices, X->values, rows, R, inv, Xd, flags);
+    } else {
+        if (X->val32)
+            fm_sp_mark_u16_f32(X->indptr, X->indices, X->values, rows, R, inv, Xd, flags);
+        else
+            fm_sp_mark_u16_u8(X->indptr, X->indices, X->values, rows, R, inv, Xd, flags);
+    }
+}
+
+/* Rows rows[0:R] (R <= 4) as a tile; returns U, the size of the union. */
+static ptrdiff_t fm_sp_tile_stage(int own, const fm_rows *X, const ptrdiff_t *rows, int R,
+                                  const float *inv, ptrdiff_t n_cols, float *Xd,
+                                  uint8_t *flags, int32_t *uj, float *ux)
+{
+    fm_sp_tile_mark(X, rows, R, inv, Xd, flags);
+    return fm_sp_collect(own, n_cols, Xd, flags, uj, ux);
+}
+
+/* A rows r < R (row stride lda): A[r][0:H] := sum_u ux[4u + r] Wt[uj[u]][0:H]
+ * (plain C: a product, then a sum). */
 FM_CLONES static void fm_sp_tile_forward_c(ptrdiff_t U, const int32_t *uj, const float *ux,
                                            int R, const float *Wt, ptrdiff_t HP, ptrdiff_t H,
                                            float *A, ptrdiff_t lda)
@@ -227,19 +290,19 @@ FM_CLONES static void fm_sp_tile_gradient_c(ptrdiff_t U, const int32_t *uj, cons
 /* ------------------------------------------------- the batch's entries by column */
 
 /* The entries of batch rows idx[0:b] sorted by column, then batch row (a
- * stable LSD radix sort, 11 bits a pass): column ej, batch row er, value /
- * scale ex.  (tj, tr, tx) is scratch of the same size, cnt 2049 ints.  The
+ * stable LSD radix sort, 11 bits a pass): column ej, batch row er, value
+ * times 1 / scale ex.  (tj, tr, tx) is scratch of the same size, cnt 2049 ints.  The
  * sorted entries end in either buffer: *out_* point at them.  Returns their
  * number. */
 static ptrdiff_t fm_sp_sort_entries(const fm_rows *X, const ptrdiff_t *idx, ptrdiff_t b,
-                                    const float *scale, ptrdiff_t n_cols,
+                                    const float *inv, ptrdiff_t n_cols,
                                     int32_t *ej, int32_t *er, float *ex,
                                     int32_t *tj, int32_t *tr, float *tx, int32_t *cnt,
                                     int32_t **out_j, int32_t **out_r, float **out_x)
 {
     ptrdiff_t n = 0;
     for (ptrdiff_t i = 0; i < b; ++i) {
-        ptrdiff_t m = fm_sp_entries(X, idx[i], scale, tj + n, tx + n);
+        ptrdiff_t m = fm_sp_entries(X, idx[i], inv, tj + n, tx + n);
         for (ptrdiff_t k = 0; k < m; ++k)
             tr[n + k] = (int32_t)i;
         n += m;

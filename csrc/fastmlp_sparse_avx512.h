@@ -4,7 +4,8 @@
  * as whole vectors; rows of activations and deltas (stride H) with a masked
  * last vector.  Accumulators stay in registers: output panels of up to 8
  * vectors (128 outputs) for one row, of up to 5 vectors for a tile of four
- * rows (20 accumulators and 5 weight vectors: no spills).
+ * rows (20 accumulators and 5 weight vectors: no spills).  Collecting a
+ * tile needs AVX-512BW too (byte compares).
  */
 #ifndef FASTMLP_SPARSE_AVX512_H
 #define FASTMLP_SPARSE_AVX512_H
@@ -55,6 +56,77 @@ static void fm_sp_row_dot_avx512(const int32_t *js, const float *xs, ptrdiff_t n
     }
 }
 
+/* fm_sp_collect_c, 64 flags at a time: one compare gives a bit per column,
+ * so the loop over a word's columns ends once per 64 of them. */
+__attribute__((target("avx512f,avx512bw")))
+static ptrdiff_t fm_sp_collect_avx512(ptrdiff_t n_cols, float *Xd, uint8_t *flags,
+                                      int32_t *uj, float *ux)
+{
+    ptrdiff_t U = 0;
+    for (ptrdiff_t w = 0; w < n_cols; w += 64) {
+        __m512i f = _mm512_loadu_si512((const void *)(flags + w));
+        uint64_t m = (uint64_t)_mm512_test_epi8_mask(f, f);
+        if (!m)
+            continue;
+        _mm512_storeu_si512((void *)(flags + w), _mm512_setzero_si512());
+        while (m) {
+            ptrdiff_t j = w + __builtin_ctzll(m);
+            m &= m - 1;
+            __m128 x = _mm_loadu_ps(Xd + 4 * j);
+            _mm_storeu_ps(ux + 4 * U, x);
+            _mm_storeu_ps(Xd + 4 * j, _mm_setzero_ps());
+            uj[U++] = (int32_t)j;
+        }
+    }
+    return U;
+}
+
+/* The first panel of a tile's forward product while collecting the tile
+ * (fm_sp_collect_avx512 then fm_sp_tile_fwd_panel, fused: the collection's
+ * bookkeeping issues in the slack of the multiply-adds).  Returns U. */
+__attribute__((target("avx512f,avx512bw"), always_inline))
+static inline ptrdiff_t fm_sp_collect_fwd_panel(ptrdiff_t n_cols, float *Xd, uint8_t *flags,
+                                                int32_t *uj, float *ux, int R, const float *Wt,
+                                                ptrdiff_t HP, float *A, ptrdiff_t lda,
+                                                const int nv, __mmask16 last)
+{
+    __m512 acc[4][5];
+    ptrdiff_t U = 0;
+    for (int r = 0; r < 4; ++r)
+        for (int v = 0; v < 5; ++v)
+            acc[r][v] = _mm512_setzero_ps();
+    for (ptrdiff_t c = 0; c < n_cols; c += 64) {
+        __m512i f = _mm512_loadu_si512((const void *)(flags + c));
+        uint64_t m = (uint64_t)_mm512_test_epi8_mask(f, f);
+        if (!m)
+            continue;
+        _mm512_storeu_si512((void *)(flags + c), _mm512_setzero_si512());
+        while (m) {
+            ptrdiff_t j = c + __builtin_ctzll(m);
+            m &= m - 1;
+            float *xu = ux + 4 * U;
+            _mm_storeu_ps(xu, _mm_loadu_ps(Xd + 4 * j));
+            _mm_storeu_ps(Xd + 4 * j, _mm_setzero_ps());
+            uj[U++] = (int32_t)j;
+            const float *w = Wt + j * HP;
+            __m512 wv[5];
+            for (int v = 0; v < nv; ++v)
+                wv[v] = _mm512_loadu_ps(w + 16 * v);
+            for (int r = 0; r < 4; ++r) {
+                __m512 sr = _mm512_set1_ps(xu[r]);
+                for (int v = 0; v < nv; ++v)
+                    acc[r][v] = _mm512_fmadd_ps(sr, wv[v], acc[r][v]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        for (int v = 0; v < nv - 1; ++v)
+            _mm512_storeu_ps(A + r * lda + 16 * v, acc[r][v]);
+        _mm512_mask_storeu_ps(A + r * lda + 16 * (nv - 1), last, acc[r][nv - 1]);
+    }
+    return U;
+}
+
 /* One panel of nv vectors of a tile's forward product. */
 __attribute__((target("avx512f"), always_inline))
 static inline void fm_sp_tile_fwd_panel(ptrdiff_t U, const int32_t *uj, const float *ux, int R,
@@ -101,6 +173,29 @@ static void fm_sp_tile_forward_avx512(ptrdiff_t U, const int32_t *uj, const floa
         default: fm_sp_tile_fwd_panel(U, uj, ux, R, Wt + c0, HP, A + c0, lda, 1, last); break;
         }
     }
+}
+
+/* fm_sp_collect then fm_sp_tile_forward, the collection fused with the
+ * first panel of the product.  Returns U. */
+__attribute__((target("avx512f,avx512bw")))
+static ptrdiff_t fm_sp_collect_forward_avx512(ptrdiff_t n_cols, float *Xd, uint8_t *flags,
+                                              int32_t *uj, float *ux, int R, const float *Wt,
+                                              ptrdiff_t HP, ptrdiff_t H, float *A,
+                                              ptrdiff_t lda)
+{
+    ptrdiff_t nc = H < 80 ? H : 80, U;
+    int nv = (int)((nc + 15) / 16);
+    __mmask16 last = fm_tail_mask(nc - 16 * (nv - 1));
+    switch (nv) {
+    case 5: U = fm_sp_collect_fwd_panel(n_cols, Xd, flags, uj, ux, R, Wt, HP, A, lda, 5, last); break;
+    case 4: U = fm_sp_collect_fwd_panel(n_cols, Xd, flags, uj, ux, R, Wt, HP, A, lda, 4, last); break;
+    case 3: U = fm_sp_collect_fwd_panel(n_cols, Xd, flags, uj, ux, R, Wt, HP, A, lda, 3, last); break;
+    case 2: U = fm_sp_collect_fwd_panel(n_cols, Xd, flags, uj, ux, R, Wt, HP, A, lda, 2, last); break;
+    default: U = fm_sp_collect_fwd_panel(n_cols, Xd, flags, uj, ux, R, Wt, HP, A, lda, 1, last); break;
+    }
+    if (H > 80)
+        fm_sp_tile_forward_avx512(U, uj, ux, R, Wt + 80, HP, H - 80, A + 80, lda);
+    return U;
 }
 
 /* One panel of nv vectors of a tile's gradient. */
@@ -198,9 +293,17 @@ static void fm_sp_accumulate_avx512(const int32_t *er, const float *ex, ptrdiff_
     }
 }
 
+/* 1 when the CPU has AVX-512BW and VL too (fm_sp_collect_avx512's byte compares). */
+static inline int fm_sp_avx512bw_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") ? 1 : 0;
+}
+
 #define FM_SP_AVX512(name, ...) name##_avx512(__VA_ARGS__)
 #else
 #define FM_SP_AVX512(name, ...) name##_c(__VA_ARGS__)
+static inline int fm_sp_avx512bw_available(void) { return 0; }
 #endif
 
 /* The kernels by path: `own` (fastmlp's AVX-512 products in use) or plain C. */
@@ -211,6 +314,29 @@ static inline void fm_sp_row_dot(int own, const int32_t *js, const float *xs, pt
         FM_SP_AVX512(fm_sp_row_dot, js, xs, n, Wt, HP, H, z);
     else
         fm_sp_row_dot_c(js, xs, n, Wt, HP, H, z);
+}
+
+static ptrdiff_t fm_sp_collect(int own, ptrdiff_t n_cols, float *Xd, uint8_t *flags,
+                               int32_t *uj, float *ux)
+{
+    if (own)
+        return FM_SP_AVX512(fm_sp_collect, n_cols, Xd, flags, uj, ux);
+    return fm_sp_collect_c(n_cols, Xd, flags, uj, ux);
+}
+
+/* fm_sp_collect then fm_sp_tile_forward (fused on the AVX-512 path). */
+static inline ptrdiff_t fm_sp_collect_forward(int own, ptrdiff_t n_cols, float *Xd,
+                                              uint8_t *flags, int32_t *uj, float *ux, int R,
+                                              const float *Wt, ptrdiff_t HP, ptrdiff_t H,
+                                              float *A, ptrdiff_t lda)
+{
+#if FM_OWN_GEMM
+    if (own)
+        return fm_sp_collect_forward_avx512(n_cols, Xd, flags, uj, ux, R, Wt, HP, H, A, lda);
+#endif
+    ptrdiff_t U = fm_sp_collect_c(n_cols, Xd, flags, uj, ux);
+    fm_sp_tile_forward_c(U, uj, ux, R, Wt, HP, H, A, lda);
+    return U;
 }
 
 static inline void fm_sp_tile_forward(int own, ptrdiff_t U, const int32_t *uj, const float *ux,

@@ -9,7 +9,7 @@ from ._sparse_layer cimport SparseC
 
 cdef void sl_stage(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows) noexcept nogil
 cdef void sl_forward(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows, float *A,
-                     float *scratch, int kind, bint staged) noexcept nogil
+                     float *scratch, int kind) noexcept nogil
 cdef void sl_gradient(SparseC *sl, int s, Py_ssize_t rows, const float *D,
                       Py_ssize_t ldd) noexcept nogil
 cdef void sl_sort(SparseC *sl, const Py_ssize_t *idx, Py_ssize_t b) noexcept nogil
@@ -19,3 +19,4 @@ cdef void sl_prepare(SparseC *sl, const float *gb, Py_ssize_t part, int T,
                      const Py_ssize_t *idx, Py_ssize_t b) noexcept nogil
 cdef double sl_update(SparseC *sl, int T, const float *D, float l2, float l1,
                       const fm_opt *o) noexcept nogil
+cdef double sl_update_done(SparseC *sl) noexcept nogil

@@ -8,12 +8,12 @@ kernels (:mod:`fastmlp.backends._sparse_kernels`) call these functions on a
 :class:`~fastmlp.backends._sparse_layer.SparseLayer`'s state, without the GIL
 and without allocating:
 
-* :func:`sl_stage` / :func:`sl_forward`: a slice's chunk of rows, tiles
-  (four rows over the union of their columns: a weight row loaded once per
-  tile) or row by row (prefetching the next row's CSR lines and, for wide
+* :func:`sl_forward`: a slice's chunk of rows, tiles (four rows over the
+  union of their columns, staged tile by tile between the products: a
+  weight row loaded once per tile) or row by row (prefetching the next row's CSR lines and, for wide
   inputs, its weight rows), then the forward bias and activation;
 * :func:`sl_gradient`: tiles add the chunk's share into the slice's partial
-  gradient (four rows into a gradient row at once);
+  gradient (four rows into a gradient row at once), from the staged tiles;
 * :func:`sl_prepare`: the bias gradient summed over the slices; rows sort the
   batch's entries by column (a radix sort), so that each feature's gradient
   is formed in registers from the batch's deltas right before its update and
@@ -44,10 +44,15 @@ cdef extern from "fastmlp_sparse.h" nogil:
     void fm_sp_prefetch_row(const fm_rows *X, int64_t r)
     void fm_sp_prefetch_weights(const int32_t *js, Py_ssize_t n, const float *Wt,
                                 Py_ssize_t HP)
-    Py_ssize_t fm_sp_entries(const fm_rows *X, int64_t r, const float *scale, int32_t *js,
+    Py_ssize_t fm_sp_entries(const fm_rows *X, int64_t r, const float *inv, int32_t *js,
                              float *xs)
-    Py_ssize_t fm_sp_tile_stage(const fm_rows *X, const Py_ssize_t *rows, int R,
-                                const float *scale, Py_ssize_t n_cols, float *Xd,
+    void fm_sp_tile_mark(const fm_rows *X, const Py_ssize_t *rows, int R, const float *inv,
+                         float *Xd, uint8_t *flags)
+    Py_ssize_t fm_sp_collect_forward(int own, Py_ssize_t n_cols, float *Xd, uint8_t *flags,
+                                     int32_t *uj, float *ux, int R, const float *Wt,
+                                     Py_ssize_t HP, Py_ssize_t H, float *A, Py_ssize_t lda)
+    Py_ssize_t fm_sp_tile_stage(int own, const fm_rows *X, const Py_ssize_t *rows, int R,
+                                const float *inv, Py_ssize_t n_cols, float *Xd,
                                 uint8_t *flags, int32_t *uj, float *ux)
     void fm_sp_row_dot(int own, const int32_t *js, const float *xs, Py_ssize_t n,
                        const float *Wt, Py_ssize_t HP, Py_ssize_t H, float *z)
@@ -58,7 +63,7 @@ cdef extern from "fastmlp_sparse.h" nogil:
                              const float *D, Py_ssize_t ldd, Py_ssize_t H, float *G,
                              Py_ssize_t HP)
     Py_ssize_t fm_sp_sort_entries(const fm_rows *X, const Py_ssize_t *idx, Py_ssize_t b,
-                                  const float *scale, Py_ssize_t n_cols, int32_t *ej,
+                                  const float *inv, Py_ssize_t n_cols, int32_t *ej,
                                   int32_t *er, float *ex, int32_t *tj, int32_t *tr, float *tx,
                                   int32_t *cnt, int32_t **out_j, int32_t **out_r,
                                   float **out_x)
@@ -72,33 +77,48 @@ cdef enum:
     PREFETCH_ROWS = 4       # rows ahead whose CSR lines the forward prefetches
 
 
+cdef inline void _prefetch_tile(SparseC *sl, const Py_ssize_t *idx, Py_ssize_t rows,
+                                Py_ssize_t t) noexcept nogil:
+    """Before tile t (rows 4t..4t+3 of idx[0:rows]): the CSR lines of the rows
+    two tiles on prefetched, and the row pointers of those four tiles on
+    (the lines need them)."""
+    cdef Py_ssize_t q
+    if t == 0:
+        for q in range(min(rows, 16)):
+            fm_sp_prefetch_ptr(&sl.X, idx[q])
+    for q in range(4 * t + 16, min(rows, 4 * t + 20)):
+        fm_sp_prefetch_ptr(&sl.X, idx[q])
+    for q in range(4 * t + 8, min(rows, 4 * t + 12)):
+        fm_sp_prefetch_row(&sl.X, idx[q])
+
+
+cdef inline Py_ssize_t _stage_tile(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows,
+                                   Py_ssize_t t, int32_t *uj, float *ux) noexcept nogil:
+    """Tile t of slice s staged into uj, ux; returns its union size."""
+    _prefetch_tile(sl, idx, rows, t)
+    return fm_sp_tile_stage(sl.own, &sl.X, idx + 4 * t, <int>min(4, rows - 4 * t), sl.inv,
+                            sl.n_in, sl.Xd + s * sl.n_in * 4, sl.flags + s * sl.flags_len, uj,
+                            ux)
+
+
 cdef void sl_stage(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows) noexcept nogil:
     """Tiles: the union of columns of rows idx[0:rows] (at most CH), four rows
-    at a time, into slice s's stage buffers."""
-    cdef Py_ssize_t t, q, U, n_tiles = (rows + 3) // 4
+    at a time, into slice s's stage buffers (sl_forward does this itself)."""
+    cdef Py_ssize_t t, U
     cdef int32_t *uj = sl.uj + s * sl.tile_cap
     cdef float *ux = sl.ux + s * 4 * sl.tile_cap
     cdef Py_ssize_t *tU = sl.tileU + s * (sl.CH // 4 + 1)
-    for q in range(min(rows, 16)):
-        fm_sp_prefetch_ptr(&sl.X, idx[q])
-    for t in range(n_tiles):
-        # two tiles ahead the rows' entries, four tiles ahead their pointers
-        for q in range(4 * t + 16, min(rows, 4 * t + 20)):
-            fm_sp_prefetch_ptr(&sl.X, idx[q])
-        for q in range(4 * t + 8, min(rows, 4 * t + 12)):
-            fm_sp_prefetch_row(&sl.X, idx[q])
-        U = fm_sp_tile_stage(&sl.X, idx + 4 * t, <int>min(4, rows - 4 * t), sl.scale, sl.n_in,
-                             sl.Xd + s * sl.n_in * 4, sl.flags + s * sl.flags_len, uj, ux)
+    for t in range((rows + 3) // 4):
+        U = _stage_tile(sl, s, idx, rows, t, uj, ux)
         tU[t] = U
         uj += U
         ux += 4 * U
 
 
 cdef void sl_forward(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows, float *A,
-                     float *scratch, int kind, bint staged) noexcept nogil:
-    """A (rows x H) := act(X[idx] . W^T + fbias), as slice s (at most CH rows):
-    the folded scaling, bias ``sl.fbias`` and activation ``kind``.  Tiles:
-    ``staged`` says sl_stage was called on these rows already."""
+                     float *scratch, int kind) noexcept nogil:
+    """A (rows x H) := act(X[idx] . W^T + fbias), as slice s: the folded
+    scaling, bias ``sl.fbias`` and activation ``kind``."""
     cdef Py_ssize_t H = sl.H, HP = sl.HP, i, t, n0, n1 = 0
     cdef int32_t *uj
     cdef float *ux
@@ -113,14 +133,20 @@ cdef void sl_forward(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows,
     if rows <= 0:
         return
     if sl.tiles:
-        if not staged:
-            sl_stage(sl, s, idx, rows)
+        # each tile marked right before its product, and collected with it
+        # (the rows' cache misses then overlap the arithmetic of the tiles
+        # before); the staged tiles are kept for sl_gradient
         uj = sl.uj + s * sl.tile_cap
         ux = sl.ux + s * 4 * sl.tile_cap
         tU = sl.tileU + s * (sl.CH // 4 + 1)
         for t in range((rows + 3) // 4):
-            fm_sp_tile_forward(sl.own, tU[t], uj, ux, <int>min(4, rows - 4 * t), sl.Wt, HP, H,
-                               A + 4 * t * H, H)
+            _prefetch_tile(sl, idx, rows, t)
+            fm_sp_tile_mark(&sl.X, idx + 4 * t, <int>min(4, rows - 4 * t), sl.inv,
+                            sl.Xd + s * sl.n_in * 4, sl.flags + s * sl.flags_len)
+            tU[t] = fm_sp_collect_forward(sl.own, sl.n_in, sl.Xd + s * sl.n_in * 4,
+                                          sl.flags + s * sl.flags_len, uj, ux,
+                                          <int>min(4, rows - 4 * t), sl.Wt, HP, H,
+                                          A + 4 * t * H, H)
             uj += tU[t]
             ux += 4 * tU[t]
     else:
@@ -128,7 +154,7 @@ cdef void sl_forward(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows,
         jb = ja + sl.maxnnz
         xa = sl.xs + s * 2 * sl.maxnnz
         xb = xa + sl.maxnnz
-        n0 = fm_sp_entries(&sl.X, idx[0], sl.scale, ja, xa)
+        n0 = fm_sp_entries(&sl.X, idx[0], sl.inv, ja, xa)
         for i in range(min(rows, 2 * PREFETCH_ROWS)):
             fm_sp_prefetch_ptr(&sl.X, idx[i])
         for i in range(rows):
@@ -137,7 +163,7 @@ cdef void sl_forward(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows,
             if i + PREFETCH_ROWS < rows:
                 fm_sp_prefetch_row(&sl.X, idx[i + PREFETCH_ROWS])
             if i + 1 < rows:
-                n1 = fm_sp_entries(&sl.X, idx[i + 1], sl.scale, jb, xb)
+                n1 = fm_sp_entries(&sl.X, idx[i + 1], sl.inv, jb, xb)
                 if wide:
                     fm_sp_prefetch_weights(jb, n1, sl.Wt, HP)
             fm_sp_row_dot(sl.own, ja, xa, n0, sl.Wt, HP, H, A + i * H)
@@ -149,8 +175,9 @@ cdef void sl_forward(SparseC *sl, int s, const Py_ssize_t *idx, Py_ssize_t rows,
 
 cdef void sl_gradient(SparseC *sl, int s, Py_ssize_t rows, const float *D,
                       Py_ssize_t ldd) noexcept nogil:
-    """Tiles: slice s's partial gradient += the staged rows' share, D (rows x
-    H, row stride ldd) the rows' deltas.  Rows: nothing (see sl_sort)."""
+    """Tiles: slice s's partial gradient += the share of the rows staged last
+    (by sl_forward or sl_stage), D (rows x H, row stride ldd) their deltas.
+    Rows: nothing (see sl_sort)."""
     if not sl.tiles:
         return
     cdef int32_t *uj = sl.uj + s * sl.tile_cap
@@ -169,7 +196,7 @@ cdef void sl_sort(SparseC *sl, const Py_ssize_t *idx, Py_ssize_t b) noexcept nog
     first entry of each block of features."""
     if sl.tiles:
         return
-    cdef Py_ssize_t n = fm_sp_sort_entries(&sl.X, idx, b, sl.scale, sl.n_in, sl.ej, sl.er,
+    cdef Py_ssize_t n = fm_sp_sort_entries(&sl.X, idx, b, sl.inv, sl.n_in, sl.ej, sl.er,
                                            sl.ex, sl.tj, sl.tr, sl.tx, sl.cnt, &sl.sj, &sl.sr,
                                            &sl.sx)
     cdef Py_ssize_t k = 0, blk
@@ -234,11 +261,9 @@ cdef double sl_update(SparseC *sl, int T, const float *D, float l2, float l1,
                       const fm_opt *o) noexcept nogil:
     """The update of every block of features over T threads (any thread may
     run any block: the result is the same), D the batch's deltas (row stride
-    H); returns the blocks' regularisation costs summed in block order.  Then
-    the centring term and forward bias of the next step (sl_finish_centre:
-    after the bias update)."""
+    H); then sl_update_done.  (The training step runs the blocks in the
+    dense update's loop instead, as further jobs.)"""
     cdef Py_ssize_t blk
-    cdef double reg = 0.0
     if T > 1:
         for blk in prange(sl.NB, schedule="dynamic", num_threads=T):
             sl.block_reg[blk] = sl_update_block(sl, blk, threadid(), sl.gbsum, D, sl.H, l2, l1,
@@ -246,6 +271,15 @@ cdef double sl_update(SparseC *sl, int T, const float *D, float l2, float l1,
     else:
         for blk in range(sl.NB):
             sl.block_reg[blk] = sl_update_block(sl, blk, 0, sl.gbsum, D, sl.H, l2, l1, o)
+    return sl_update_done(sl)
+
+
+cdef double sl_update_done(SparseC *sl) noexcept nogil:
+    """After the blocks' updates (and the bias's): their regularisation costs
+    summed in block order, returned; the centring term and forward bias of
+    the next step (sl_finish_centre)."""
+    cdef Py_ssize_t blk
+    cdef double reg = 0.0
     for blk in range(sl.NB):
         reg += sl.block_reg[blk]
     sl_finish_centre(sl)

@@ -94,7 +94,7 @@ def sparse_forward_layer(X, idx, W, float[:, ::1] A_out, str activation="sigmoid
         c0 = 0
         while c0 < B:
             sl_forward(&layer.c, 0, &ix[c0], min(CHUNK_ROWS, B - c0), &A_out[c0, 0], &scratch[0],
-                       kind, False)
+                       kind)
             c0 += CHUNK_ROWS
 
 
@@ -236,8 +236,7 @@ cdef void _sparse_block(SparseC *sl, const NetC *net, const Py_ssize_t *rows, Py
     cdef int L = net.L
     cdef float *dst = out + r0 * net.n_out[L - 1] if L == 1 else buf0
     cdef float *tmp
-    sl_forward(sl, t, rows + r0, m, dst, scratch, net.out_act if L == 1 else net.hidden_act,
-               False)
+    sl_forward(sl, t, rows + r0, m, dst, scratch, net.out_act if L == 1 else net.hidden_act)
     for l in range(1, L):
         tmp = out + r0 * net.n_out[L - 1] if l == L - 1 else buf1
         net_forward(net, l, dst, m, tmp, scratch)

@@ -30,7 +30,7 @@ cdef struct SparseC:
     float *Wt                # (n_in, HP) weights, feature j's in row j
     float *S1t               # the optimiser's first state, same layout
     float *S2t               # adam's second moments (else S1t)
-    const float *scale       # value j is read as x / scale[j]; NULL: as x
+    const float *inv         # value j is read as x inv[j], inv = 1 / scale; NULL: as x
     const float *ms          # mean / scale per feature; NULL: no centring
     float *c                 # (HP,) sum_j ms[j] Wt[j]: the mean's share
     float *fbias             # (H,) W[:, 0] - c: the forward's bias
@@ -45,7 +45,7 @@ cdef struct SparseC:
     # tiles
     float *Xd                # (T, n_in * 4) scratch, zero
     uint8_t *flags           # (T, flags_len) scratch, zero
-    Py_ssize_t flags_len
+    Py_ssize_t flags_len     # n_in rounded up to 64
     Py_ssize_t tile_cap      # union entries a slice's chunk can hold
     int32_t *uj              # (T, tile_cap) union columns of the chunk's tiles
     float *ux                # (T, 4 tile_cap) their values
@@ -54,7 +54,7 @@ cdef struct SparseC:
     # rows
     Py_ssize_t maxnnz        # entries of the longest row
     int32_t *js              # (T, 2 maxnnz) a row's columns (two rows, prefetching)
-    float *xs                # (T, 2 maxnnz) its values / scale
+    float *xs                # (T, 2 maxnnz) its values times inv
     Py_ssize_t ecap          # entries the largest batch can have
     int32_t *ej
     int32_t *er
@@ -65,7 +65,7 @@ cdef struct SparseC:
     int32_t *cnt             # 2049 counters of the radix sort
     int32_t *sj              # the batch's entries sorted by column: column,
     int32_t *sr              # batch row,
-    float *sx                # value / scale
+    float *sx                # value times inv
     Py_ssize_t *bstart       # (NB + 1,) first sorted entry of each block
 
 

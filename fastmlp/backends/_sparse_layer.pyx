@@ -11,7 +11,8 @@ whole vectors and a block of features is one contiguous run.  Its bias
 stays in column 0 of the network state's matrix and is updated there by the
 dense update.  The scaling is folded in as
 :mod:`fastmlp.backends._numpy_sparse` states it: a value is read as
-x / scale[j], and the mean's share is the forward bias term
+x inv[j] (inv = 1 / scale, once per fit: a product per entry is cheaper
+than a division), and the mean's share is the forward bias term
 ``c = sum_j Wt[j] mean[j] / scale[j]`` (kept per block of features, summed
 in block order) and the gradient term ``-(sum_b delta) mean[j] / scale[j]``.
 
@@ -37,6 +38,7 @@ from ._layers import aligned_zeros
 from ._layers cimport _Net, fm_packed_width, own_gemm, r16
 
 cdef extern from "fastmlp_sparse.h" nogil:
+    int fm_sp_avx512bw_available()
     void fm_sp_centre(const float *Wt, const float *ms, Py_ssize_t n, Py_ssize_t HP, float *c)
     void fm_sp_transpose_in(const float *W, Py_ssize_t ldw, Py_ssize_t H, Py_ssize_t n,
                             float *Wt, Py_ssize_t HP)
@@ -137,7 +139,8 @@ cdef class SparseLayer:
         self.c.X.indices = <const void *><size_t>ind.ctypes.data
         self.c.X.values = <const void *><size_t>val.ctypes.data
         self.c.n_rows, self.c.n_in, self.c.H, self.c.HP = X.shape[0], n_in, H, HP
-        self.c.tiles, self.c.own, self.c.T, self.c.CH = tiles, own, T, CH
+        self.c.tiles, self.c.T, self.c.CH = tiles, T, CH
+        self.c.own = own and fm_sp_avx512bw_available()     # (tiles: byte compares)
         self.c.ldw = n_in + 1
 
         def buf(n, dtype=np.float32):
@@ -158,11 +161,11 @@ cdef class SparseLayer:
             self.c.S2t = self.c.S1t
         if S2 is not None and train:
             f = buf(n_in * HP); self.c.S2t = &f[0]
-        self.c.scale = self.c.ms = NULL
+        self.c.inv = self.c.ms = NULL
         if scaling is not None:
             mean, scale = scaling_arrays(scaling, n_in)
             if np.any(scale != 1):
-                a = buf(n_in); a[:] = scale; f = a; self.c.scale = &f[0]
+                a = buf(n_in); a[:] = np.float32(1) / scale; f = a; self.c.inv = &f[0]
             if np.any(mean != 0):
                 a = buf(n_in); a[:] = mean / scale; f = a; self.c.ms = &f[0]
         self.c.FBU = max(1, BLOCK_FLOATS // HP)
@@ -260,9 +263,11 @@ cdef class SparseLayer:
         self.sync_in_arrays()
 
     def recorded(self):
-        """What the last update subtracted from W[:, 1:], (H, n_in), or None."""
+        """What the last update subtracted from W[:, 1:], (H, n_in); RuntimeError
+        when the layer was built not to keep it."""
         if self.c.rec == NULL:
-            return None
+            raise RuntimeError("last_step: the sparse first layer's step was not kept "
+                               "(BackendConfig(keep_steps=False))")
         cdef Py_ssize_t n = self.c.n_in * self.c.HP
         rec = np.asarray(<float[:n]>self.c.rec).reshape(self.c.n_in, self.c.HP)
         return np.ascontiguousarray(rec[:, :self.c.H].T)

@@ -45,7 +45,8 @@ from ._layers cimport (_Net, alidx, check_lambdas, fm_gather_scale_f32, fm_gathe
                        layer_hidden_delta, layer_update_row, n_threads_of, net_forward, now,
                        own_gemm, r16, set_opt)
 from ._output cimport Targets, output_layer
-from ._sparse_batch cimport sl_forward, sl_gradient, sl_prepare, sl_stage, sl_update
+from ._sparse_batch cimport (sl_forward, sl_gradient, sl_prepare, sl_update_block,
+                             sl_update_done)
 from ._sparse_layer cimport SparseC, SparseLayer, pack_dense_layers
 
 __all__ = ["CompiledBackend"]
@@ -293,8 +294,7 @@ cdef class CompiledBackend:
             self.sp.sync_out_arrays()
 
     def sync_in(self):
-        """Take the sparse first layer's weights and states from the state's
-        arrays (after the trainer restored them)."""
+        """Take the sparse first layer's weights and states from the state's arrays."""
         if self.sp is not None:
             self.sp.sync_in_arrays()
 
@@ -309,9 +309,6 @@ cdef class CompiledBackend:
             step = np.empty((n_out, 1 + n_in), np.float32)
             step[:, 0] = np.asarray(<float[:n_out]>self.gb[l])
             if l == 0 and self.sp is not None:
-                if self.sp.recorded() is None:
-                    raise RuntimeError("last_step: the sparse first layer's step was not kept "
-                                       "(BackendConfig(keep_steps=False))")
                 step[:, 1:] = self.sp.recorded()
             else:
                 step[:, 1:] = np.asarray(<float[:n_out * n_in]>self.G[l]).reshape(n_out, n_in)
@@ -363,8 +360,8 @@ cdef class CompiledBackend:
             self.step_count += 1
             fm_opt_prepare(&self.opt, <float>lr, self.step_count)
             reg = self._update(T)
-            if self.sp is not None:
-                reg += sl_update(&self.sp.c, T, self.D0, self.l2, self.l1, &self.opt)
+            if self.sp is not None:         # its blocks' costs, centring term, bias
+                reg += sl_update_done(&self.sp.c)
             self.phase[4] += now() - t0
         return cost, reg, correct
 
@@ -408,8 +405,6 @@ cdef class CompiledBackend:
             rows = min(CH, r1 - c0)
             if sp == NULL:
                 self._gather(A0, idx + c0, rows)
-            elif sp.tiles:
-                sl_stage(sp, s, idx + c0, rows)
             if s == 0:
                 t1 = now(); self.phase[0] += t1 - t0; t0 = t1
             # forward (the sparse first layer's from the CSR rows)
@@ -417,7 +412,7 @@ cdef class CompiledBackend:
             if sp != NULL:
                 A_prev = self.A[0] + s * r16(CH * self.net.n_out[0])
                 sl_forward(sp, s, idx + c0, rows, <float *>A_prev, scratch,
-                           self.net.c.hidden_act if L > 1 else self.net.c.out_act, True)
+                           self.net.c.hidden_act if L > 1 else self.net.c.out_act)
             for l in range(1 if sp != NULL else 0, L):
                 n_out = self.net.n_out[l]
                 net_forward(&self.net.c, l, A_prev, rows, self.A[l] + s * r16(CH * n_out),
@@ -468,14 +463,15 @@ cdef class CompiledBackend:
         in blocks of 8 rows (the long rows of layer 0 are shared evenly, and
         a block is long enough for the prefetcher); each row's part of the
         regularisation cost is summed afterwards in row order, so the result
-        does not depend on the thread count."""
-        cdef Py_ssize_t j
+        does not depend on the thread count.  The sparse first layer's blocks
+        of features are jobs of the same loop (one fork and join a step)."""
+        cdef Py_ssize_t j, n = self.n_jobs + (self.sp.c.NB if self.D0 != NULL else 0)
         cdef double reg = 0.0
         if T > 1:
-            for j in prange(self.n_jobs, schedule="static", chunksize=8, num_threads=T):
+            for j in prange(n, schedule="static", chunksize=8, num_threads=T):
                 self._update_row(j, T)
         else:
-            for j in range(self.n_jobs):
+            for j in range(n):
                 self._update_row(j, T)
         # summed even when both lambdas are 0: a row whose update made a
         # weight NaN or infinite reports NaN, and so does the batch
@@ -484,6 +480,11 @@ cdef class CompiledBackend:
         return reg
 
     cdef inline void _update_row(self, Py_ssize_t j, int T) noexcept nogil:
+        if j >= self.n_jobs:
+            self.sp.c.block_reg[j - self.n_jobs] = sl_update_block(
+                &self.sp.c, j - self.n_jobs, threadid(), self.sp.c.gbsum, self.D0,
+                self.net.n_out[0], self.l2, self.l1, &self.opt)
+            return
         cdef int l = self.job_layer[j]
         cdef Py_ssize_t i = j - self.job_first[l]
         cdef int n_in = self.net.n_in[l], n_out = self.net.n_out[l]
