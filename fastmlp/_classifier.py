@@ -106,6 +106,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True          # trained on the sparse path, never densified
         return tags
 
     # ------------------------------------------------ what the targets are

@@ -64,6 +64,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True       # y may have several columns
+        tags.input_tags.sparse = True              # trained on the sparse path
         return tags
 
     # ------------------------------------------------ what the targets are
