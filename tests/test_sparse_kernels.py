@@ -279,3 +279,33 @@ def test_sparse_gradient_update_refuses_bad_operands():
     with pytest.raises(ValueError, match="state2"):
         ck.sparse_gradient_update(d, X, [0, 1, 2], W, V, 0.1, 0, 0, 0, Gw, gb,
                                   optimizer=Optimizer("adam"))
+
+
+@pytest.mark.parametrize("H", [81, 100, 150])
+def test_layers_wider_than_one_register_panel(sparse_mode, H):
+    """Output panels: 80 columns a tile panel, 128 a row panel; a layer wider
+    than one is split across several (forward and gradient)."""
+    X = sparse_rows(45, 120, 0.2, "u8", seed=3, empty=(4,))
+    mean, scale = scaling(120, "standard")
+    rng = np.random.default_rng(9)
+    W0 = rng.uniform(-0.5, 0.5, (H, 121)).astype(np.float32)
+    idx = rng.permutation(45)[:30]
+    want, got = np.empty((30, H), np.float32), np.empty((30, H), np.float32)
+    nb.sparse_forward_layer(X, idx, W0, want, "tanh", mean, scale)
+    ck.sparse_forward_layer(X, idx, W0, got, "tanh", mean, scale)
+    D = folded_dense(X, idx, mean, scale)
+    size = (np.abs(D) @ np.abs(W0[:, 1:].T.astype(np.float64))).max()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=8e-7 * size)
+    delta = rng.uniform(-1, 1, (30, H)).astype(np.float32)
+    outs = []
+    for mod in (nb, ck):
+        W, V = W0.copy(), np.zeros_like(W0)
+        Gw, gb = np.empty((H, 120), np.float32), np.empty(H, np.float32)
+        mod.sparse_gradient_update(delta, X, idx, W, V, 0.01, 0.01, 0.0, 0.5, Gw, gb,
+                                   np.empty_like(Gw), None, None, 1, mean, scale)
+        outs.append((W, Gw))
+    # sums of 30 products in another order: within a few ulps of the largest
+    # gradient, and the weights within the rate times that
+    g_atol = 1e-5 * np.abs(outs[0][1]).max()
+    np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-4, atol=g_atol)
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-5, atol=2 * 0.01 * g_atol)
