@@ -93,9 +93,11 @@ directives = {
 }
 
 # The compiled backend: layer-level kernels (_layers), the output layer's
-# kernel and targets (_output), the checked kernels that mirror the NumPy
-# twin (_compiled) and the training step (_step); the last two cimport the
-# first two (see fastmlp/backends/_layers.pxd and _output.pxd).
+# kernel and targets (_output), the sparse first layer (_sparse_layer: its
+# state; _sparse_batch: a batch through it) and its checked kernels
+# (_sparse_kernels), the checked kernels that mirror the
+# NumPy twin (_compiled) and the training step (_step); the later modules
+# cimport the earlier ones (see fastmlp/backends/*.pxd).
 extensions = [
     Extension(
         f"fastmlp.backends.{name}",
@@ -105,7 +107,8 @@ extensions = [
         extra_link_args=link_args,
         define_macros=[("FASTMLP_OPENMP", "1" if use_openmp else "0")],
     )
-    for name in ("_layers", "_output", "_compiled", "_step")
+    for name in ("_layers", "_output", "_sparse_layer", "_sparse_batch", "_sparse_kernels",
+                 "_compiled", "_step")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,

@@ -41,10 +41,13 @@ static inline ptrdiff_t fm_packed_width(ptrdiff_t n_out) { return (n_out + 15) /
 
 /* P[k*NP + j] := W[j*ldw + k] for j < n_out, 0 for n_out <= j < NP: the
  * non-bias weights (W points at column 1), transposed so that the forward
- * kernel loads a row of outputs' weights per k as whole vectors. */
+ * kernel loads a row of outputs' weights per k as whole vectors.  Nothing
+ * for P NULL (a layer without packed weights: the sparse first layer). */
 static inline void fm_pack_weights(const float *W, ptrdiff_t n_out, ptrdiff_t K,
                                    ptrdiff_t ldw, float *P, ptrdiff_t NP)
 {
+    if (P == NULL)
+        return;
     /* 16 x 16 tiles: each tile reads 16 short runs of W and writes 16 short
      * runs of P, instead of striding through all of W for every k */
     const ptrdiff_t tile = 16;

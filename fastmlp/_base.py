@@ -425,7 +425,7 @@ class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
             activation=p["activation"], output=self.out_activation_, optimizer=p["optimizer"],
             l2=p["l2"], l1=p["l1"], momentum=p["momentum"], batch_size=plan.batch,
             n_threads=threads, input_scaling=(self.mean_, self.scale_),
-            targets=self._backend_targets(), sample_weight=w)
+            targets=self._backend_targets(), sample_weight=w, keep_steps=False)
         full = []          # the scaled training set, made once if "full" asks
 
         def evaluate(due, correct):

@@ -115,9 +115,9 @@ def test_score_accepts_sample_weight(digits):
 #: MLP and SGD estimators do not either: with shuffled mini-batches, a sample
 #: weight of 2 is not the same as the sample twice (the batches differ).
 #: tests/test_weights.py shows the equivalence where it holds: a full batch.
-STOCHASTIC = {"check_sample_weight_equivalence_on_dense_data":
+STOCHASTIC = {f"check_sample_weight_equivalence_on_{kind}_data":
               "shuffled mini-batches: a weight of 2 puts one row in one batch, a repeated "
-              "row may fall in two"}
+              "row may fall in two" for kind in ("dense", "sparse")}
 
 
 def test_passes_scikit_learns_estimator_checks():
@@ -136,9 +136,14 @@ def test_passes_scikit_learns_estimator_checks():
     assert not failed, failed
 
 
-def test_complex_and_bad_targets_are_refused_by_name(digits):
+def test_complex_inputs_and_a_densified_sparse_x_are_refused_by_name(digits):
+    """A sparse X trains on the sparse path (tests/test_sparse.py);
+    input_format="dense" refuses it rather than densify it, and complex
+    values are refused whether dense or sparse."""
     import scipy.sparse as sp
     (X, y), _ = digits
+    with pytest.raises(ValueError, match="sparse matrix, but input_format='dense'"):
+        quick(input_format="dense").fit(sp.csr_matrix(X), y)
     with pytest.raises(ValueError, match="Complex data not supported"):
         quick().fit(sp.csr_matrix(X.astype(complex)), y)
     with pytest.raises(ValueError, match="Complex data not supported"):

@@ -29,7 +29,8 @@ CHECKOUT = Path(__file__).resolve().parent.parent       # csrc/ is not installed
 
 #: The kernels every backend module offers (fastmlp/backends/__init__.py).
 KERNELS = ("forward_layer", "output_delta", "hidden_delta", "gradient_update",
-           "regularization_cost", "network_outputs")
+           "regularization_cost", "network_outputs", "sparse_forward_layer",
+           "sparse_gradient_update")
 
 
 # ------------------------------------------------------------ the interface
@@ -208,7 +209,9 @@ _NO_EXTENSION = r"""
 import importlib.abc, json, sys
 
 BLOCKED = {"fastmlp.backends._compiled", "fastmlp.backends._layers",
-           "fastmlp.backends._output", "fastmlp.backends._step"}
+           "fastmlp.backends._output", "fastmlp.backends._step",
+           "fastmlp.backends._sparse_layer", "fastmlp.backends._sparse_batch",
+           "fastmlp.backends._sparse_kernels"}
 tried = []
 
 

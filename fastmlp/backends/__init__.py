@@ -8,9 +8,10 @@
 
 Each backend module offers the same kernel functions with the same
 signatures (``forward_layer``, ``output_delta``, ``hidden_delta``,
-``gradient_update``, ``regularization_cost``, ``network_outputs``) and a
-``Backend`` class implementing :class:`Backend`; the tests run every kernel
-and every training step on both.  :func:`module` picks one by name.
+``gradient_update``, ``regularization_cost``, ``network_outputs``, and the
+sparse first layer's ``sparse_forward_layer`` and ``sparse_gradient_update``)
+and a ``Backend`` class implementing :class:`Backend`; the tests run every
+kernel and every training step on both.  :func:`module` picks one by name.
 """
 
 import importlib

@@ -3,12 +3,17 @@
 
 Design
 ------
-The compiled backend has four modules:
+The compiled backend has these modules:
 
 * :mod:`fastmlp.backends._layers`: the layer-level ``cdef ... noexcept nogil``
   kernels on raw pointers (forward, hidden delta, gradient, row update);
 * :mod:`fastmlp.backends._output`: the output layer's kernel (delta, cost and
   correct rows, for label or dense targets, with or without sample weights);
+* :mod:`fastmlp.backends._sparse_layer` and ``_sparse_batch``: the sparse
+  first layer (its weights kept transposed, a batch through it), with its
+  checked kernels ``sparse_forward_layer``, ``sparse_gradient_update`` and
+  the sparse rows' ``network_outputs`` in :mod:`fastmlp.backends._sparse_kernels`,
+  exported here;
 * this module: a ``def`` kernel per function of the NumPy twin
   (:mod:`fastmlp.backends._numpy`), with the same signature and meaning.
   Each checks every operand's shape, layout and alignment, raises
@@ -35,7 +40,9 @@ import numpy as np
 
 from ._interface import PHASES, PREDICT_BLOCK_ROWS
 from ._layers import (HAVE_OPENMP, OWN_GEMM_AVAILABLE, aligned_zeros, gemm_kind, max_threads,
-                      network_outputs, set_own_gemm)
+                      set_own_gemm)
+from ._sparse_kernels import network_outputs, sparse_forward_layer, sparse_gradient_update
+from ._sparse_layer import set_sparse_mode
 
 from ._layers cimport (_Net, al1, al2, alidx, aligned, act_kind, check_lambdas, fm_opt,
                        fm_opt_prepare, forward_block, layer_forward, layer_gradient,
@@ -44,9 +51,10 @@ from ._layers cimport (_Net, al1, al2, alidx, aligned, act_kind, check_lambdas, 
 from ._output cimport Targets, output_layer
 
 __all__ = ["forward_layer", "output_delta", "hidden_delta", "gradient_update",
-           "regularization_cost", "network_outputs", "column_mean_var", "gather_rows",
-           "Backend", "CompiledBackend", "HAVE_OPENMP", "OWN_GEMM_AVAILABLE", "PHASES",
-           "gemm_kind", "max_threads", "set_own_gemm"]
+           "regularization_cost", "network_outputs", "sparse_forward_layer",
+           "sparse_gradient_update", "column_mean_var", "gather_rows", "Backend",
+           "CompiledBackend", "HAVE_OPENMP", "OWN_GEMM_AVAILABLE", "PHASES", "gemm_kind",
+           "max_threads", "set_own_gemm", "set_sparse_mode"]
 
 
 def _check_shape(str name, tuple got, tuple want):

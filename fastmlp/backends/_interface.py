@@ -52,6 +52,11 @@ class BackendConfig:
                  aligned with X's rows: each sample's loss term, and its output
                  delta, times its weight (the regularisation is not weighted);
                  read where it lies, never copied
+    keep_steps : keep what each step subtracts, for :meth:`Backend.last_step`.
+                 The compiled backend's sparse first layer forms its gradient
+                 in registers and never stores it; with False it skips
+                 writing the step out (a fit does not need it), and
+                 ``last_step`` raises for that layer
     """
 
     activation: str = "sigmoid"
@@ -67,6 +72,7 @@ class BackendConfig:
     block_rows: int = PREDICT_BLOCK_ROWS
     targets: str = "labels"
     sample_weight: Optional[np.ndarray] = None
+    keep_steps: bool = True
 
 
 class Backend(abc.ABC):
@@ -121,7 +127,8 @@ class Backend(abc.ABC):
     def last_step(self):
         """Per weight matrix, a new ``(n_out, 1 + n_in)`` array holding what the
         last :meth:`train_batch` subtracted from it (bias in column 0).  With
-        sgd at rate 1 and no momentum this is the regularised gradient."""
+        sgd at rate 1 and no momentum this is the regularised gradient.  (A
+        backend built with ``keep_steps=False`` may not have kept it.)"""
 
     def sync_out(self):
         """Bring the network state's arrays up to date.  A backend may train a

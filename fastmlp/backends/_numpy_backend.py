@@ -17,15 +17,14 @@ from .._registry import activation as _activation
 from .._registry import output as _output
 from .._sparse import SparseRows
 from ._interface import PHASES, Backend as _Backend
-from ._numpy import (activate, forward_layer, gradient_update, hidden_delta, output_delta,
-                     regularised_step, regularization_cost)
+from ._numpy import (forward_layer, gradient_update, hidden_delta, output_delta,
+                     regularization_cost)
 from ._numpy_sparse import sparse_forward_layer, sparse_gradient_update
 from ._targets import check_sample_weight, check_targets
 
 __all__ = ["forward_layer", "output_delta", "hidden_delta", "gradient_update",
-           "regularised_step", "regularization_cost", "activate", "network_outputs",
-           "sparse_forward_layer", "sparse_gradient_update", "NumpyBackend", "Backend",
-           "PHASES"]
+           "regularization_cost", "network_outputs", "sparse_forward_layer",
+           "sparse_gradient_update", "NumpyBackend", "Backend", "PHASES"]
 
 
 def network_outputs(X, weights, out, block_rows=1024, n_threads=None, activation="sigmoid",

@@ -16,9 +16,16 @@ gradients are then summed in slice order, inside the update pass, so a run
 is deterministic for a given ``n_threads``.  The caller must limit BLAS to
 one thread while more than one slice runs (:meth:`CompiledBackend.thread_plan`
 says so).  Without OpenMP at build time, the slices run one after another.
+
+A sparse X (:class:`fastmlp._sparse.SparseRows`) goes through the sparse
+first layer (:mod:`fastmlp.backends._sparse_layer`): its forward and its
+share of the gradient run in the slices, its weights are updated by blocks of
+features in a second parallel loop after the dense update, and it keeps them
+transposed during a fit (:meth:`CompiledBackend.sync_out` writes them into
+the network state's arrays).
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
@@ -26,29 +33,24 @@ from libc.string cimport memcpy
 import numpy as np
 
 from .._sparse import SparseRows
+from ._inputs import check_state, dense_source
 from ._interface import PHASES
 from ._interface import Backend as _Backend
-from ._layers import HAVE_OPENMP, aligned_zeros, max_threads, network_outputs
+from ._layers import HAVE_OPENMP, aligned_zeros, max_threads
+from ._sparse_kernels import network_outputs
+from ._sparse_layer import choose_tiles
 
 from ._layers cimport (_Net, alidx, check_lambdas, fm_gather_scale_f32, fm_gather_scale_f64,
                        fm_gather_scale_u8, fm_opt, fm_opt_prepare, layer_gradient,
                        layer_hidden_delta, layer_update_row, n_threads_of, net_forward, now,
-                       r16, set_opt)
+                       own_gemm, r16, set_opt)
 from ._output cimport Targets, output_layer
+from ._sparse_batch cimport (sl_forward, sl_gradient, sl_prepare, sl_update_block,
+                             sl_update_done)
+from ._sparse_layer cimport SparseC, SparseLayer, pack_dense_layers
 
 __all__ = ["CompiledBackend"]
 
-
-cdef float *state_pointer(object V, str name, Py_ssize_t n_out, Py_ssize_t n_in) except NULL:
-    """Data pointer of an optimiser state array of a (n_out, 1 + n_in) weight
-    matrix, after checking it is an aligned C-contiguous float32 array of
-    that shape (the caller keeps the array alive)."""
-    if not (isinstance(V, np.ndarray) and V.dtype == np.float32 and V.flags.aligned
-            and V.flags.c_contiguous and V.shape == (n_out, n_in + 1)):
-        raise ValueError(f"{name}: must be an aligned C-contiguous float32 "
-                         f"array of shape {(n_out, n_in + 1)}")
-    cdef float[:, ::1] m = V
-    return &m[0, 0]
 
 
 
@@ -59,7 +61,8 @@ cdef class CompiledBackend:
     ``CompiledBackend(X, Y, state, config)``: X (n, n_in) is a C-ordered
     uint8, float32 or float64 array, used where it lies (never copied);
     ``config.input_scaling`` is applied to each row as it is gathered,
-    ``(x - mean) / scale`` in float32.  Y (n, K) float32 holds the targets,
+    ``(x - mean) / scale`` in float32.  Or X is SparseRows, never densified,
+    with the scaling folded into the first layer (see the module's doc).  Y (n, K) float32 holds the targets,
     read as ``config.targets`` says: one-hot rows of which only each row's
     label is kept, or dense rows read where they lie (copied once only when
     Y is not an aligned float32 array with unit column stride).
@@ -109,34 +112,16 @@ cdef class CompiledBackend:
     cdef double phase[5]
     cdef object _keep
     cdef public str name
+    cdef SparseLayer sp             # the sparse first layer, or None
+    cdef float *D0                  # its deltas of the whole batch (sp.c.D0), or NULL
 
     def __cinit__(self, X, Y, state, config):
         self.name = "compiled"
-        if isinstance(X, SparseRows):
-            raise NotImplementedError("the compiled backend has no sparse input path yet; "
-                                      "use backend='numpy' for sparse X")
-        if not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous \
-                or X.dtype not in (np.float32, np.uint8, np.float64):
-            raise ValueError("X: must be a 2-D C-contiguous uint8, float32 or float64 array, "
-                             f"got {getattr(X, 'dtype', type(X).__name__)} "
-                             f"{getattr(X, 'shape', '')}")
-        if X.shape[0] < 1 or X.shape[1] < 1:
-            raise ValueError(f"X: needs at least one row and one column, got {X.shape}")
-        if not X.flags.aligned:
-            raise ValueError("X: data not aligned to its elements; pass a copy "
-                             "(np.array(...))")
-        cdef const float[:, ::1] Xf
-        cdef const unsigned char[:, ::1] Xu
-        cdef const double[:, ::1] Xd
-        if X.dtype == np.float32:
-            Xf = X
-            self.X, self.x_kind = <const void *>&Xf[0, 0], 0
-        elif X.dtype == np.uint8:
-            Xu = X
-            self.X, self.x_kind = <const void *>&Xu[0, 0], 1
-        else:
-            Xd = X
-            self.X, self.x_kind = <const void *>&Xd[0, 0], 2
+        cdef bint sparse = isinstance(X, SparseRows)
+        self.X, self.x_kind, scaling = NULL, -1, None
+        if not sparse:
+            self.x_kind, scaling = dense_source(X, config.input_scaling)
+            self.X = <const void *><size_t>X.ctypes.data
         weights, velocities, states2 = state.weights, state.state1, state.state2
         self.net = _Net(weights, X.shape[1], True, config.activation, config.output)
         cdef int L = self.net.L, l
@@ -168,26 +153,12 @@ cdef class CompiledBackend:
 
         f32 = np.float32
         T = self.T
-        keep = [X, weights, velocities, states2]
+        keep = [X, weights, velocities, states2, scaling]
         cdef const float[::1] sm, ss
-        input_scaling = config.input_scaling
-        if input_scaling is not None or self.x_kind != 0:
-            if input_scaling is None:
-                mean_s = np.zeros(X.shape[1], np.float32)
-                scale_s = np.ones(X.shape[1], np.float32)
-            else:
-                mean_s = np.ascontiguousarray(input_scaling[0], np.float32)
-                scale_s = np.ascontiguousarray(input_scaling[1], np.float32)
-                if mean_s.shape != (X.shape[1],) or scale_s.shape != (X.shape[1],):
-                    raise ValueError(f"input_scaling: expected two arrays of shape "
-                                     f"({X.shape[1]},)")
-                if not (np.all(np.isfinite(scale_s)) and np.all(scale_s != 0)):
-                    raise ValueError("input_scaling: scales must be finite and non-zero")
-            keep += [mean_s, scale_s]
-            sm, ss = mean_s, scale_s
+        self.x_mean = self.x_scale = NULL
+        if scaling is not None:
+            sm, ss = scaling
             self.x_mean, self.x_scale = &sm[0], &ss[0]
-        else:
-            self.x_mean = self.x_scale = NULL
 
         def buf(shape, dtype=f32):
             a = aligned_zeros(shape, dtype)
@@ -209,10 +180,10 @@ cdef class CompiledBackend:
         # every slice's part of a buffer starts on a cache line (r16 floats),
         # so no two threads write the same line and vector loads are aligned
         CH = self.CH
-        m1 = buf(T * r16(CH * self.net.n_in[0]))
+        m1 = buf(1 if sparse else T * r16(CH * self.net.n_in[0]))
         self.A0 = &m1[0]
         for l in range(L):
-            n_out, n_in = self.net.n_out[l], self.net.n_in[l]
+            n_out, n_in = self.net.n_out[l], (0 if sparse and l == 0 else self.net.n_in[l])
             m1 = buf(T * r16(CH * n_out))
             self.A[l] = &m1[0]
             m1 = buf(T * r16(CH * n_out))
@@ -221,10 +192,11 @@ cdef class CompiledBackend:
             self.G[l] = &m1[0]
             m1 = buf(T * r16(n_out))
             self.gb[l] = &m1[0]
-            self.V[l] = self.V2[l] = state_pointer(velocities[l], f"velocities[{l}]",
-                                                   n_out, n_in)
+            V = check_state(velocities[l], f"velocities[{l}]", n_out, self.net.n_in[l])
+            self.V[l] = self.V2[l] = <float *><size_t>V.ctypes.data
             if n_states == 2:
-                self.V2[l] = state_pointer(states2[l], f"states2[{l}]", n_out, n_in)
+                V = check_state(states2[l], f"states2[{l}]", n_out, self.net.n_in[l])
+                self.V2[l] = <float *><size_t>V.ctypes.data
         md = buf(8 * T, np.float64)
         self.slice_cost = &md[0]
         ml = buf(8 * T, np.int_)
@@ -244,7 +216,16 @@ cdef class CompiledBackend:
         self.row_reg = &md[0]
         m1 = buf(T * r16(self.net.widest))
         self.scratch = &m1[0]
-        self.net.enable_packing()
+        self.sp, self.D0 = None, NULL
+        if sparse:
+            self.sp = SparseLayer(X, weights[0], velocities[0],
+                                  states2[0] if n_states == 2 else None, config.input_scaling,
+                                  T, CH, self.Bmax, choose_tiles(X, self.net.n_out[0]),
+                                  own_gemm(), config.keep_steps)
+            self.D0 = self.sp.c.D0
+            pack_dense_layers(self.net)
+        else:
+            self.net.enable_packing()
         self._keep = keep
 
     def __dealloc__(self):
@@ -268,9 +249,10 @@ cdef class CompiledBackend:
     @staticmethod
     def predict_proba(X, weights, out, config):
         """out := the network's outputs for the scaled rows of X (float32, C),
-        in blocks of ``config.block_rows`` spread over ``config.n_threads``."""
+        or for SparseRows with ``config.input_scaling`` folded into the first
+        layer, in blocks of ``config.block_rows`` spread over ``config.n_threads``."""
         return network_outputs(X, weights, out, config.block_rows, config.n_threads,
-                               config.activation, config.output)
+                               config.activation, config.output, config.input_scaling)
 
     @property
     def step(self):
@@ -306,10 +288,15 @@ cdef class CompiledBackend:
             self.phase[i] = 0.0
 
     def sync_out(self):
-        """Nothing to do: the dense step trains the state's arrays in place."""
+        """Write the sparse first layer's weights and optimiser states (kept
+        transposed) into the state's arrays; a dense step trains them in place."""
+        if self.sp is not None:
+            self.sp.sync_out_arrays()
 
     def sync_in(self):
-        """Nothing to do: the dense step trains the state's arrays in place."""
+        """Take the sparse first layer's weights and states from the state's arrays."""
+        if self.sp is not None:
+            self.sp.sync_in_arrays()
 
     def last_step(self):
         """What the last step subtracted from each W, ``[gb | G]`` per matrix
@@ -321,7 +308,10 @@ cdef class CompiledBackend:
             n_out, n_in = self.net.n_out[l], self.net.n_in[l]
             step = np.empty((n_out, 1 + n_in), np.float32)
             step[:, 0] = np.asarray(<float[:n_out]>self.gb[l])
-            step[:, 1:] = np.asarray(<float[:n_out * n_in]>self.G[l]).reshape(n_out, n_in)
+            if l == 0 and self.sp is not None:
+                step[:, 1:] = self.sp.recorded()
+            else:
+                step[:, 1:] = np.asarray(<float[:n_out * n_in]>self.G[l]).reshape(n_out, n_in)
             out.append(step)
         return out
 
@@ -363,9 +353,15 @@ cdef class CompiledBackend:
                 cost += self.slice_cost[8 * s]
                 correct += self.slice_correct[8 * s]
             t0 = now()
+            if self.sp is not None:         # its bias gradient summed, its entries sorted
+                sl_prepare(&self.sp.c, self.gb[0], r16(self.net.n_out[0]), T, &idx[0], b)
+                self.phase[0] += now() - t0
+            t0 = now()
             self.step_count += 1
             fm_opt_prepare(&self.opt, <float>lr, self.step_count)
             reg = self._update(T)
+            if self.sp is not None:         # its blocks' costs, centring term, bias
+                reg += sl_update_done(&self.sp.c)
             self.phase[4] += now() - t0
         return cost, reg, correct
 
@@ -403,15 +399,21 @@ cdef class CompiledBackend:
         cdef double t0 = now(), t1
         self.slice_cost[8 * s] = 0.0
         self.slice_correct[8 * s] = 0
+        cdef SparseC *sp = &self.sp.c if self.sp is not None else NULL
         c0 = r0
         while c0 < r1:
             rows = min(CH, r1 - c0)
-            self._gather(A0, idx + c0, rows)
+            if sp == NULL:
+                self._gather(A0, idx + c0, rows)
             if s == 0:
                 t1 = now(); self.phase[0] += t1 - t0; t0 = t1
-            # forward
+            # forward (the sparse first layer's from the CSR rows)
             A_prev = A0
-            for l in range(L):
+            if sp != NULL:
+                A_prev = self.A[0] + s * r16(CH * self.net.n_out[0])
+                sl_forward(sp, s, idx + c0, rows, <float *>A_prev, scratch,
+                           self.net.c.hidden_act if L > 1 else self.net.c.out_act)
+            for l in range(1 if sp != NULL else 0, L):
                 n_out = self.net.n_out[l]
                 net_forward(&self.net.c, l, A_prev, rows, self.A[l] + s * r16(CH * n_out),
                             scratch)
@@ -426,9 +428,9 @@ cdef class CompiledBackend:
             # hidden deltas: D_{l-1} = (D_l . W_l[:, 1:]) * act'(A_{l-1})
             for l in range(L - 1, 0, -1):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]
-                layer_hidden_delta(self.D[l] + s * r16(CH * n_out), n_out, rows, n_out,
+                layer_hidden_delta(self._delta(l, s, c0), n_out, rows, n_out,
                                    self.net.W[l], n_in + 1, self.A[l - 1] + s * r16(CH * n_in),
-                                   n_in, n_in, self.D[l - 1] + s * r16(CH * n_in),
+                                   n_in, n_in, self._delta(l - 1, s, c0),
                                    self.net.c.hidden_act)
             if s == 0:
                 t1 = now(); self.phase[2] += t1 - t0; t0 = t1
@@ -436,13 +438,23 @@ cdef class CompiledBackend:
             for l in range(L):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]
                 A_prev = A0 if l == 0 else self.A[l - 1] + s * r16(CH * n_in)
-                layer_gradient(self.D[l] + s * r16(CH * n_out), rows, n_out, A_prev, n_in,
+                if l == 0 and sp != NULL:       # its bias here, its weights by tiles
+                    n_in = 0
+                    sl_gradient(sp, s, rows, self._delta(0, s, c0), n_out)
+                layer_gradient(self._delta(l, s, c0), rows, n_out, A_prev, n_in,
                                n_in, self.G[l] + s * r16(n_out * n_in),
                                self.gb[l] + s * r16(n_out), not first, self.net.c.P != NULL)
             if s == 0:
                 t1 = now(); self.phase[3] += t1 - t0; t0 = t1
             first = 0
             c0 += rows
+
+    cdef inline float *_delta(self, int l, int s, Py_ssize_t c0) noexcept nogil:
+        """Layer l's deltas of the chunk at batch row c0 of slice s: the
+        slice's buffer, or the sparse first layer's rows of the batch-wide D0."""
+        if l == 0 and self.D0 != NULL:
+            return self.D0 + c0 * self.net.n_out[0]
+        return self.D[l] + s * r16(self.CH * self.net.n_out[l])
 
     cdef double _update(self, int T) noexcept nogil:
         """Sum the T partial gradients, regularise and update every weight.
@@ -451,14 +463,15 @@ cdef class CompiledBackend:
         in blocks of 8 rows (the long rows of layer 0 are shared evenly, and
         a block is long enough for the prefetcher); each row's part of the
         regularisation cost is summed afterwards in row order, so the result
-        does not depend on the thread count."""
-        cdef Py_ssize_t j
+        does not depend on the thread count.  The sparse first layer's blocks
+        of features are jobs of the same loop (one fork and join a step)."""
+        cdef Py_ssize_t j, n = self.n_jobs + (self.sp.c.NB if self.D0 != NULL else 0)
         cdef double reg = 0.0
         if T > 1:
-            for j in prange(self.n_jobs, schedule="static", chunksize=8, num_threads=T):
+            for j in prange(n, schedule="static", chunksize=8, num_threads=T):
                 self._update_row(j, T)
         else:
-            for j in range(self.n_jobs):
+            for j in range(n):
                 self._update_row(j, T)
         # summed even when both lambdas are 0: a row whose update made a
         # weight NaN or infinite reports NaN, and so does the batch
@@ -467,10 +480,17 @@ cdef class CompiledBackend:
         return reg
 
     cdef inline void _update_row(self, Py_ssize_t j, int T) noexcept nogil:
+        if j >= self.n_jobs:
+            self.sp.c.block_reg[j - self.n_jobs] = sl_update_block(
+                &self.sp.c, j - self.n_jobs, threadid(), self.sp.c.gbsum, self.D0,
+                self.net.n_out[0], self.l2, self.l1, &self.opt)
+            return
         cdef int l = self.job_layer[j]
         cdef Py_ssize_t i = j - self.job_first[l]
         cdef int n_in = self.net.n_in[l], n_out = self.net.n_out[l]
         cdef Py_ssize_t at = i * (n_in + 1)
+        if l == 0 and self.D0 != NULL:
+            n_in = 0            # the sparse first layer: the bias here, the weights by blocks
         self.row_reg[j] = layer_update_row(self.net.W[l] + at, self.V[l] + at, self.V2[l] + at,
                                            self.G[l] + i * n_in, self.gb[l] + i,
                                            r16(<Py_ssize_t>n_out * n_in), r16(n_out), T,
