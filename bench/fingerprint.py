@@ -33,7 +33,8 @@ BLOG = dict(hidden_layer_sizes=(70, 30), activation="sigmoid", output="sigmoid",
             scaling="standard")
 # parameters added later, set to the values that keep the old runs (an older
 # fastmlp, which lacks them, runs the same settings without them)
-BLOG.update({k: v for k, v in dict(init="blog", n_iter_no_change=None).items()
+BLOG.update({k: v for k, v in dict(init="blog", n_iter_no_change=None,
+                                       input_format="dense").items()
              if k in MLPClassifier().get_params()})
 CONFIGS = [
     ("blog, compiled, 1 thread", dict(BLOG, backend="compiled", n_threads=1)),

@@ -15,9 +15,9 @@ Three parts (``--parts``, default all):
 * ``wide``: 5,000 x 2,000,000 with 50 entries a row, hidden_layer_sizes=(16,),
   fitted and predicted in a fresh subprocess: seconds and peak RSS.
 
-    python bench/sparse.py
-    python bench/sparse.py --parts mnist --repeats 5 --epochs 3
-    python bench/sparse.py --json bench/results/sparse.json
+    python bench/sparse_profile.py
+    python bench/sparse_profile.py --parts mnist --repeats 5 --epochs 3
+    python bench/sparse_profile.py --json bench/results/sparse.json
 """
 
 import argparse

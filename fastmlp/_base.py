@@ -204,7 +204,7 @@ class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
         """Raw outputs of the output layer, (n_samples, n_outputs) float32."""
         self._check_fitted()
         self._check_feature_names(X, reset=False)
-        Xs = self._scaled(self._prepare(X, n_features=self.n_features_in_))
+        Xs = self._scaled(self._prepare(X, n_features=self.n_features_in_, training=False))
         _, blas = self._backend_class().thread_plan(self._params["n_threads"])
         with blas_threads(blas):
             return self._outputs(Xs)
@@ -221,7 +221,7 @@ class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
         """
         self._check_fitted()
         self._check_feature_names(X, reset=False)
-        Xs = self._scaled(self._prepare(X, n_features=self.n_features_in_))
+        Xs = self._scaled(self._prepare(X, n_features=self.n_features_in_, training=False))
         y = self._check_targets(y, Xs.shape[0])
         w = self._loss_weights(y, check_sample_weight(sample_weight, Xs.shape[0]))
         Y, _ = self._targets(y)
@@ -277,10 +277,12 @@ class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
         yv = self._check_targets(yv, Xv.shape[0], "validation y")
         return Xv, yv, check_sample_weight(wv, Xv.shape[0], "validation sample_weight")
 
-    def _prepare(self, X, name="X", n_features=None):
+    def _prepare(self, X, name="X", n_features=None, training=True):
         """X checked, as the backends read it: a dense array, or
         :class:`fastmlp._sparse.SparseRows` for a sparse matrix (never
-        densified) and, as ``input_format`` says, for mostly-zero dense X."""
+        densified) and, as ``input_format`` says, for mostly-zero dense X.
+        Outside training (``training=False``) "auto" keeps a dense X dense:
+        one forward pass does not earn back the conversion."""
         fmt, owner = self._params["input_format"], type(self).__name__
         if is_sparse(X):
             if fmt == "dense":
@@ -289,7 +291,7 @@ class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
                                  "input_format='auto' or 'sparse' (or pass X.toarray())")
             return as_rows(X, name, n_features, owner)
         X = check_X(X, name, n_features, owner)
-        if fmt == "sparse" or (fmt == "auto" and mostly_zero(X)):
+        if fmt == "sparse" or (fmt == "auto" and training and mostly_zero(X)):
             return SparseRows.from_dense(X)
         return X
 

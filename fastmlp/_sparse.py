@@ -195,12 +195,16 @@ def column_stats(rows):
 
 
 #: ``input_format="auto"`` trains a dense X on the sparse path when at most
-#: this share of its entries are nonzero.  Measured (bench/sparse.py): on
-#: MNIST (19 % nonzero) the compiled sparse path is 1.43x the dense one's
-#: speed; it stays 0 all the same, so that "auto" keeps every dense X on the
-#: dense path bit for bit (bench/fingerprint.py); input_format="sparse"
-#: chooses the sparse path.
-AUTO_SPARSE_DENSITY = 0.0
+#: this share of its entries are nonzero.  Measured with
+#: bench/sparse_threshold.py (bench/results/sparse_threshold.json, AMD EPYC
+#: family 26 model 2 (Zen 5), 2 cores, compiled backend, s/epoch dense over sparse): image-like
+#: rows (MNIST thinned or noised) gain 3.2-3.7x at 2 % nonzero, 1.4-1.5x at
+#: MNIST's own 19 %, 1.1-1.2x at 25 % and break even near 30 %; rows with
+#: nonzeros at uniformly random places break even sooner, near 15-20 %
+#: (1.04-1.10x at 19 %, 0.92-0.99x at 25 %).  0.2 keeps both kinds on the
+#: faster side, and MNIST on the sparse path.  The one-off conversion (0.2 s
+#: for MNIST) is paid back within a few epochs.
+AUTO_SPARSE_DENSITY = 0.2
 #: ... and only when X has at least this many columns (a narrow X is cheap).
 AUTO_SPARSE_MIN_COLUMNS = 64
 

@@ -141,6 +141,37 @@ def test_input_format(digits, backend):
         quick(backend, input_format="dense").fit(sp.csr_matrix(X), y)
 
 
+def test_auto_trains_mostly_zero_dense_x_sparse_and_predicts_it_dense(backend, monkeypatch):
+    from fastmlp import _sparse
+    from fastmlp.datasets import load_mnist
+    (X, y), _ = load_mnist()
+    X, y = X[:600], y[:600]                                 # 19 % nonzero, 784 columns
+    assert _sparse.mostly_zero(X)
+    params = dict(hidden_layer_sizes=(8,), epochs=2, batch_size=100, random_state=0,
+                  backend=backend, n_threads=2)
+    auto = MLPClassifier(**params).fit(X, y)
+    as_sparse = MLPClassifier(input_format="sparse", **params).fit(X, y)
+    as_dense = MLPClassifier(input_format="dense", **params).fit(X, y)
+    for p, q in zip(auto.coefs_, as_sparse.coefs_):
+        np.testing.assert_array_equal(p, q)
+    close(auto, as_dense)                                   # the same model, other sums
+    dense_half = X.copy()
+    dense_half[:, ::2] += 1                                 # over 20 % nonzero: dense
+    assert not _sparse.mostly_zero(dense_half)
+    a = MLPClassifier(**params).fit(dense_half, y)
+    b = MLPClassifier(input_format="dense", **params).fit(dense_half, y)
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(p, q)
+
+    expected = as_sparse.predict_proba(X)                   # "sparse" converts, and
+                                                            # auto's weights are the same
+
+    def refuse(*args, **kw):
+        raise AssertionError("converted to sparse rows outside training")
+    monkeypatch.setattr(_sparse.SparseRows, "from_dense", staticmethod(refuse))
+    np.testing.assert_allclose(auto.predict_proba(X), expected, rtol=1e-5, atol=1e-7)
+
+
 def test_sparse_regression_weights_and_multilabel(digits, backend):
     X, y, _, _ = digits
     S = sp.csr_matrix(X)
