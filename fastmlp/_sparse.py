@@ -83,8 +83,20 @@ class SparseRows:
 
     @classmethod
     def from_dense(cls, X):
-        """The nonzero entries of a dense 2-D array, as SparseRows."""
-        return as_rows(sp.csr_matrix(np.asarray(X)))
+        """The nonzero entries of a dense 2-D array, as SparseRows.  A uint8,
+        float32 or float64 array is read straight into the narrow arrays by
+        the compiled kernel (no scipy temporaries); anything else, or without
+        the compiled extension, goes through a scipy CSR copy."""
+        X = np.asarray(X)
+        if X.ndim == 2 and X.dtype in (np.uint8, np.float32, np.float64):
+            try:
+                from .backends._sparse_kernels import dense_nonzeros
+            except ImportError:
+                dense_nonzeros = None
+            if dense_nonzeros is not None:
+                indptr, indices, data = dense_nonzeros(X)
+                return cls(indptr, indices, _narrow_values(data), X.shape)
+        return as_rows(sp.csr_matrix(X))
 
     def __repr__(self):
         return (f"SparseRows({self.shape[0]}x{self.shape[1]}, nnz={self.nnz}, "
@@ -171,26 +183,75 @@ def as_rows(X, name="X", n_features=None, owner="MLPClassifier"):
     return rows
 
 
+#: Entries per chunk of :func:`column_stats` (its buffers stay small and are
+#: reused, so a large X costs no large temporaries and no fresh pages).
+STATS_CHUNK = 1 << 18
+
+
 def column_stats(rows):
     """``(n, sum, sum of squares about the mean, min, max)`` of every column
     of the float32 values, zeros included, in float64: what the scalings need.
     The squares are summed about the mean (two passes: the nonzeros, then the
-    implicit zeros' share), as the dense statistics are."""
+    implicit zeros' share), as the dense statistics are.  uint8 values are
+    counted into a (column, value) histogram instead, which gives the same
+    figures in one pass."""
     n, m = rows.shape
-    cols = rows.indices.astype(np.intp)
-    x = rows.data.astype(np.float32).astype(np.float64)
-    total = np.bincount(cols, weights=x, minlength=m)
-    count = np.bincount(cols, minlength=m)
+    if rows.data.dtype == np.uint8:
+        return _uint8_column_stats(rows)
+    nnz = rows.nnz
+    size = min(STATS_CHUNK, max(nnz, 1))
+    cols, x, d = np.empty(size, np.intp), np.empty(size, np.float64), np.empty(size)
+    total, count = np.zeros(m), np.zeros(m, np.int64)
+    lo, hi = np.full(m, np.inf), np.full(m, -np.inf)
+    for s in range(0, nnz, size):
+        k = min(size, nnz - s)
+        c, v = cols[:k], x[:k]
+        np.copyto(c, rows.indices[s:s + k], casting="unsafe")
+        np.copyto(v, rows.data[s:s + k], casting="unsafe")
+        total += np.bincount(c, weights=v, minlength=m)
+        count += np.bincount(c, minlength=m)
+        np.minimum.at(lo, c, v)
+        np.maximum.at(hi, c, v)
     mean = total / n
-    d = x - mean[cols]
-    sq = np.bincount(cols, weights=d * d, minlength=m) + (n - count) * mean * mean
-    lo = np.full(m, np.inf)
-    hi = np.full(m, -np.inf)
-    np.minimum.at(lo, cols, x)
-    np.maximum.at(hi, cols, x)
+    sq = (n - count) * mean * mean
+    for s in range(0, nnz, size):
+        k = min(size, nnz - s)
+        c, v, e = cols[:k], x[:k], d[:k]
+        np.copyto(c, rows.indices[s:s + k], casting="unsafe")
+        np.copyto(v, rows.data[s:s + k], casting="unsafe")
+        np.take(mean, c, out=e)
+        np.subtract(v, e, out=e)
+        np.multiply(e, e, out=e)
+        sq += np.bincount(c, weights=e, minlength=m)
     has_zero = count < n
     lo[has_zero] = np.minimum(lo[has_zero], 0.0)
     hi[has_zero] = np.maximum(hi[has_zero], 0.0)
+    return n, total, sq, lo, hi
+
+
+def _uint8_column_stats(rows):
+    """:func:`column_stats` for uint8 values, from a per-column histogram."""
+    n, m = rows.shape
+    nnz = rows.nnz
+    size = min(STATS_CHUNK, max(nnz, 1))
+    key = np.empty(size, np.intp)
+    hist = np.zeros(m * 256, np.int64)
+    for s in range(0, nnz, size):
+        k = min(size, nnz - s)
+        h = key[:k]
+        np.copyto(h, rows.indices[s:s + k], casting="unsafe")
+        np.multiply(h, 256, out=h)
+        np.add(h, rows.data[s:s + k], out=h, casting="unsafe")
+        hist += np.bincount(h, minlength=m * 256)
+    hist = hist.reshape(m, 256)
+    hist[:, 0] += n - hist.sum(axis=1)             # the implicit zeros
+    values = np.arange(256, dtype=np.float64)
+    total = hist @ values
+    mean = total / n
+    sq = (hist * (values[None, :] - mean[:, None]) ** 2).sum(axis=1)
+    present = hist > 0
+    lo = np.argmax(present, axis=1).astype(np.float64)
+    hi = (255 - np.argmax(present[:, ::-1], axis=1)).astype(np.float64)
     return n, total, sq, lo, hi
 
 

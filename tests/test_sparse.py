@@ -246,3 +246,48 @@ def test_sparse_rows_are_stored_narrow():
     sub = text[np.array([2, 0])]
     assert isinstance(sub, SparseRows) and sub.shape == (2, 70_000)
     np.testing.assert_array_equal(sub.to_scipy().toarray()[1], text.to_scipy().toarray()[0])
+
+
+@pytest.mark.parametrize("values", ["uint8", "float32"])
+@pytest.mark.parametrize("chunk", [7, 1 << 18])
+def test_column_stats_equal_the_dense_statistics(values, chunk, monkeypatch):
+    from fastmlp import _sparse
+    monkeypatch.setattr(_sparse, "STATS_CHUNK", chunk)
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, (50, 9)).astype(np.float64)
+    X[rng.random(X.shape) < 0.6] = 0
+    X[:, 4] = 0                                             # an empty column
+    X[:, 5] = 7                                             # a column without zeros
+    if values == "float32":
+        X[:, :3] = rng.standard_normal((50, 3)).astype(np.float32) * (X[:, :3] != 0)
+    rows = as_rows(sp.csr_matrix(X))
+    assert rows.data.dtype == np.dtype(values)
+    n, total, sq, lo, hi = _sparse.column_stats(rows)
+    assert n == 50
+    np.testing.assert_allclose(total, X.sum(0), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(sq, ((X - X.mean(0)) ** 2).sum(0), rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(lo, X.min(0))
+    np.testing.assert_array_equal(hi, X.max(0))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "float64", "int16"])
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "wide"])
+def test_from_dense_equals_the_scipy_conversion(dtype, layout):
+    rng = np.random.default_rng(4)
+    shape = (3, 70000) if layout == "wide" else (40, 30)
+    X = rng.integers(-3, 200, shape)
+    X[rng.random(shape) < 0.7] = 0
+    X = X.astype(dtype)
+    if dtype.startswith("float"):
+        X[X == 5] = -0.0                                    # a negative zero is a zero
+        X[X == 6] = np.float32(0.3)                         # not a whole number: float32
+    if layout == "F":
+        X = np.asfortranarray(X)
+    elif layout == "strided":
+        X = X[::2, ::3]
+    rows = SparseRows.from_dense(X)
+    ref = as_rows(sp.csr_matrix(X))
+    for a, b in [(rows.indptr, ref.indptr), (rows.indices, ref.indices), (rows.data, ref.data)]:
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert rows.shape == X.shape
