@@ -92,7 +92,8 @@ directives = {
     "embedsignature": True,
 }
 
-# The compiled backend: layer-level kernels (_layers), the output layer's
+# The compiled backend: a dense X's nonzeros as sparse rows (_convert),
+# layer-level kernels (_layers), the output layer's
 # kernel and targets (_output), the sparse first layer (_sparse_layer: its
 # state; _sparse_batch: a batch through it) and its checked kernels
 # (_sparse_kernels), the checked kernels that mirror the
@@ -107,8 +108,8 @@ extensions = [
         extra_link_args=link_args,
         define_macros=[("FASTMLP_OPENMP", "1" if use_openmp else "0")],
     )
-    for name in ("_layers", "_output", "_sparse_layer", "_sparse_batch", "_sparse_kernels",
-                 "_compiled", "_step")
+    for name in ("_convert", "_layers", "_output", "_sparse_layer", "_sparse_batch",
+                 "_sparse_kernels", "_compiled", "_step")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,

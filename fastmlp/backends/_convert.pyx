@@ -1,0 +1,133 @@
+# cython: language_level=3
+"""A dense array's nonzero entries in the sparse path's narrow layout.
+
+:func:`dense_nonzeros` is what :meth:`fastmlp._sparse.SparseRows.from_dense`
+builds its rows from when ``input_format`` sends a dense X down the sparse
+path: two passes over X (count per row, then copy), no temporaries.  It
+imports nothing from fastmlp, so :mod:`fastmlp._sparse` can use it without
+an import cycle; without the compiled extension, ``from_dense`` goes through
+scipy instead.
+"""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+
+import numpy as np
+
+__all__ = ["dense_nonzeros"]
+
+
+ctypedef fused dense_t:
+    uint8_t
+    float
+    double
+
+ctypedef fused index_t:
+    uint16_t
+    int32_t
+
+
+cdef void _nonzeros(const dense_t[:, :] X, const int64_t[::1] indptr, index_t[::1] indices,
+                    dense_t[::1] data) noexcept nogil:
+    cdef Py_ssize_t i, j, k
+    cdef dense_t v
+    for i in range(X.shape[0]):
+        k = indptr[i]
+        for j in range(X.shape[1]):
+            v = X[i, j]
+            if v != 0:
+                indices[k] = <index_t>j
+                data[k] = v
+                k += 1
+
+
+cdef void _row_counts(const dense_t[:, :] X, int64_t[::1] indptr) noexcept nogil:
+    cdef Py_ssize_t i, j, c
+    for i in range(X.shape[0]):
+        c = 0
+        for j in range(X.shape[1]):
+            c += X[i, j] != 0
+        indptr[i + 1] = indptr[i] + c
+
+
+def dense_nonzeros(X):
+    """``(indptr, indices, data)`` of the nonzero entries of the 2-D uint8,
+    float32 or float64 array X, row by row in column order: int64 row
+    pointers, uint16 column indices up to 65,536 columns (else int32), values
+    in X's dtype.  Two passes over X (count, then copy) and no temporaries:
+    what :meth:`fastmlp._sparse.SparseRows.from_dense` builds its rows from.
+    TypeError for another dtype."""
+    if X.dtype not in (np.uint8, np.float32, np.float64) or X.ndim != 2:
+        raise TypeError(f"X: expected a 2-D uint8, float32 or float64 array, got {X.dtype} "
+                        f"with {X.ndim} dimension(s)")
+    n, m = X.shape
+    indptr = np.zeros(n + 1, np.int64)
+    if X.dtype == np.uint8:
+        _counts_u8(X, indptr)
+    elif X.dtype == np.float32:
+        _counts_f32(X, indptr)
+    else:
+        _counts_f64(X, indptr)
+    nnz = int(indptr[n])
+    indices = np.empty(nnz, np.uint16 if m <= 65536 else np.int32)
+    data = np.empty(nnz, X.dtype)
+    if X.dtype == np.uint8:
+        _fill_u8(X, indptr, indices, data)
+    elif X.dtype == np.float32:
+        _fill_f32(X, indptr, indices, data)
+    else:
+        _fill_f64(X, indptr, indices, data)
+    return indptr, indices, data
+
+
+def _counts_u8(const uint8_t[:, :] X, int64_t[::1] indptr):
+    with nogil:
+        _row_counts(X, indptr)
+
+
+def _counts_f32(const float[:, :] X, int64_t[::1] indptr):
+    with nogil:
+        _row_counts(X, indptr)
+
+
+def _counts_f64(const double[:, :] X, int64_t[::1] indptr):
+    with nogil:
+        _row_counts(X, indptr)
+
+
+def _fill_u8(const uint8_t[:, :] X, const int64_t[::1] indptr, indices, uint8_t[::1] data):
+    cdef uint16_t[::1] i16
+    cdef int32_t[::1] i32
+    if indices.dtype == np.uint16:
+        i16 = indices
+        with nogil:
+            _nonzeros(X, indptr, i16, data)
+    else:
+        i32 = indices
+        with nogil:
+            _nonzeros(X, indptr, i32, data)
+
+
+def _fill_f32(const float[:, :] X, const int64_t[::1] indptr, indices, float[::1] data):
+    cdef uint16_t[::1] i16
+    cdef int32_t[::1] i32
+    if indices.dtype == np.uint16:
+        i16 = indices
+        with nogil:
+            _nonzeros(X, indptr, i16, data)
+    else:
+        i32 = indices
+        with nogil:
+            _nonzeros(X, indptr, i32, data)
+
+
+def _fill_f64(const double[:, :] X, const int64_t[::1] indptr, indices, double[::1] data):
+    cdef uint16_t[::1] i16
+    cdef int32_t[::1] i32
+    if indices.dtype == np.uint16:
+        i16 = indices
+        with nogil:
+            _nonzeros(X, indptr, i16, data)
+    else:
+        i32 = indices
+        with nogil:
+            _nonzeros(X, indptr, i32, data)
