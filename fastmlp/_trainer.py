@@ -80,6 +80,15 @@ class BatchPlan:
         return order[b * self.batch:(b + 1) * self.batch]
 
 
+def _mean_abs(V, chunk=1 << 16):
+    """Mean absolute value of V, in float64, a few rows at a time (no
+    temporary of V's size: the first layer of a wide input is large)."""
+    rows = max(1, chunk // max(1, V.shape[1]))
+    total = sum(float(np.abs(V[r:r + rows]).sum(dtype=np.float64))
+                for r in range(0, V.shape[0], rows))
+    return total / V.size if V.size else float("nan")
+
+
 class _Snapshot:
     """Copies of a network's weights and optimiser state (about three times
     the weights' size), with its step and sample counts.
@@ -89,8 +98,9 @@ class _Snapshot:
     batches before it.  Early stopping keeps another of the best epoch, with
     that epoch's learning rate and schedule state in ``extra``."""
 
-    def __init__(self, state):
-        self.arrays = state.arrays()
+    def __init__(self, state, views=None):
+        """``views``: the parts of ``state.arrays()`` to copy (default: all)."""
+        self.arrays = state.arrays() if views is None else views
         self.copies = [np.empty_like(a) for a in self.arrays]     # filled by take()
         self.steps = self.samples = None
         self.extra = None
@@ -287,7 +297,13 @@ class Trainer:
         n_batches = plan.n_batches
         costs = np.empty(n_batches)
         regs = np.empty(n_batches)
-        snap = _Snapshot(state)
+        # the epoch's snapshot holds what the epoch's steps write: a backend
+        # that trains a layer in its own layout leaves the state's copy alone
+        # until sync_out (the sparse first layer: 3 x its weights' size).  A
+        # callback may read coefs_ mid-epoch, which syncs out: then all of it,
+        # as the best epoch's, which outlives later epochs
+        snap = _Snapshot(state, None if callback is not None else
+                         backend.epoch_views(state.arrays()))
         best = _Snapshot(state) if monitor is not None and monitor.keep_best else None
         for e in range(epochs):
             rate = schedule.rate(state.epochs)
@@ -332,7 +348,7 @@ class Trainer:
             due = (state.epochs % self.eval_period == 0) or e == epochs - 1
             if self.evaluate is not None:
                 record.update(self.evaluate(due, correct))
-            record["mean_abs_weight"] = [float(np.abs(W[:, 1:]).mean()) for W in state.weights]
+            record["mean_abs_weight"] = [_mean_abs(W[:, 1:]) for W in state.weights]
             t2 = time.perf_counter()
             record["eval_time"] = t2 - t1
             record["epoch_time"] = t2 - t0

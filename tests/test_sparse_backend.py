@@ -12,7 +12,6 @@ from threadpoolctl import threadpool_limits
 
 from fastmlp import MLPClassifier, NetworkState, backends
 from fastmlp._scaling import fit_scaling
-from fastmlp._sparse import as_rows
 from fastmlp.backends import BackendConfig, backend_class, loss_and_gradients
 
 from _reference import (assert_same_training_state, blog, dense_targets, numeric_gradient,
@@ -324,3 +323,26 @@ def test_early_stopping_restores_exactly_the_best_epoch_with_sparse_x(digits_spa
     for a, b in zip(m._state.arrays(), ref._state.arrays()):
         np.testing.assert_array_equal(a, b)
     assert m.history_.cost[:best + 1] == ref.history_.cost
+
+
+def test_the_epoch_snapshot_of_the_transposed_layer_rewinds_exactly(digits_sparse):
+    """Without a callback the epoch snapshot copies only the first layer's
+    bias column (its other columns wait in the state's arrays until
+    sync_out): a divergence still rewinds to exactly the weights that the
+    full snapshot (taken when a callback reads coefs_) rewinds to."""
+    from fastmlp import DivergenceError
+    from test_faults import Recorder
+    X, y, _, _ = digits_sparse
+    kw = dict(activation="relu", learning_rate=1e6, momentum=0.9, batch_size=200, epochs=20,
+              random_state=0, backend="compiled")
+    m = blog((30,), **kw)
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError, match="diverged"):
+        m.fit(X, y)
+    full = blog((30,), **kw)
+    rec = Recorder(full)
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError, match="diverged"):
+        full.fit(X, y, callback=rec)
+    assert m.history_.stopped["batches_completed"] > 0      # a rewind with a replay
+    assert m.optimizer_steps_ == full.optimizer_steps_ == len(rec.copies)
+    for a, b in zip(m.coefs_, rec.copies[-1]):
+        np.testing.assert_array_equal(a, b)

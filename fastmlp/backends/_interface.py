@@ -142,6 +142,14 @@ class Backend(abc.ABC):
         """Take the network state's arrays as they are now (after the trainer
         restored a snapshot into them)."""
 
+    def epoch_views(self, arrays):
+        """The parts of the network state's ``arrays`` that training steps
+        write between :meth:`sync_in` and :meth:`sync_out`: the whole arrays
+        for a backend that trains them in place.  The rest keep their values
+        from the last sync until the next :meth:`sync_out`, so the trainer's
+        epoch snapshot (taken right after one) copies only these views."""
+        return list(arrays)
+
     @staticmethod
     @abc.abstractmethod
     def thread_plan(n_threads):

@@ -259,6 +259,13 @@ cdef class SparseLayer:
     def sync_out(self):
         self.sync_out_arrays()
 
+    def epoch_views(self, arrays):
+        """``arrays`` (the network state's), with only the bias column of the
+        first layer's weights and states: their other columns are trained
+        here, transposed, and written back by :meth:`sync_out` alone."""
+        held = [a for a in self.state_arrays if a is not None]
+        return [a[:, :1] if any(a is h for h in held) else a for a in arrays]
+
     def sync_in(self):
         self.sync_in_arrays()
 

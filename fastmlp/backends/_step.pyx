@@ -28,7 +28,7 @@ the network state's arrays).
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -53,7 +53,6 @@ __all__ = ["CompiledBackend"]
 
 
 
-
 cdef class CompiledBackend:
     """One fit's training state for the compiled kernels (see
     :class:`fastmlp.backends.Backend`).
@@ -62,17 +61,15 @@ cdef class CompiledBackend:
     uint8, float32 or float64 array, used where it lies (never copied);
     ``config.input_scaling`` is applied to each row as it is gathered,
     ``(x - mean) / scale`` in float32.  Or X is SparseRows, never densified,
-    with the scaling folded into the first layer (see the module's doc).  Y (n, K) float32 holds the targets,
-    read as ``config.targets`` says: one-hot rows of which only each row's
-    label is kept, or dense rows read where they lie (copied once only when
-    Y is not an aligned float32 array with unit column stride).
-    ``config.sample_weight`` is read where it lies, never copied.  The
+    with the scaling folded into the first layer (see the module's doc).
+    Y (n, K) float32 holds the targets, read as ``config.targets`` says:
+    one-hot rows of which only each row's label is kept, or dense rows read
+    where they lie (copied once only when not aligned float32 with unit
+    column stride).  ``config.sample_weight`` is read where it lies.  The
     output layer reads each row's target and weight through the batch's
-    indices (:mod:`fastmlp.backends._output`).  The weights and optimiser
-    state of ``state`` are updated in place.  ``config.n_threads`` is the
-    number of row slices per batch (None: OpenMP's default, i.e. all cores)
-    and ``config.chunk_rows`` the rows a slice sends through the network at
-    a time.
+    indices (:mod:`fastmlp.backends._output`).  ``state``'s weights and
+    optimiser state are updated in place.  ``config.n_threads`` row slices
+    per batch (None: all cores), of ``config.chunk_rows`` rows at a time.
 
     Every buffer is allocated here, once.  Each slice owns a chunk's worth of
     inputs, layer outputs and deltas (``chunk_rows`` rows, C-ordered) and a
@@ -284,8 +281,7 @@ cdef class CompiledBackend:
 
     def reset_phases(self):
         """Set the phase timers to zero."""
-        for i in range(5):
-            self.phase[i] = 0.0
+        memset(self.phase, 0, sizeof(self.phase))
 
     def sync_out(self):
         """Write the sparse first layer's weights and optimiser states (kept
@@ -297,6 +293,10 @@ cdef class CompiledBackend:
         """Take the sparse first layer's weights and states from the state's arrays."""
         if self.sp is not None:
             self.sp.sync_in_arrays()
+
+    def epoch_views(self, arrays):
+        """See :meth:`Backend.epoch_views` and :meth:`SparseLayer.epoch_views`."""
+        return list(arrays) if self.sp is None else self.sp.epoch_views(arrays)
 
     def last_step(self):
         """What the last step subtracted from each W, ``[gb | G]`` per matrix
