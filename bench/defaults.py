@@ -26,7 +26,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
 from sklearn import datasets as skd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split

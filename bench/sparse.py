@@ -71,19 +71,19 @@ def rss_mb():
 
 
 # ------------------------------------------------------- newsgroups rows
-def run_fastmlp(train, test, threads):
+def run_fastmlp(train, test, threads, seed=0):
     from fastmlp import MLPClassifier
     (X, y), (Xt, yt) = train, test
     m = MLPClassifier((HIDDEN,), activation="relu", output="softmax", optimizer="adam",
                       learning_rate=0.001, batch_size=BATCH, epochs=EPOCHS, l2=ALPHA,
                       scaling="none", n_iter_no_change=None, n_threads=threads,
-                      random_state=0)
+                      random_state=seed)
     t = time.perf_counter()
     m.fit(X, y)
     return time.perf_counter() - t, m.score(Xt, yt)
 
 
-def run_sklearn(train, test, threads):
+def run_sklearn(train, test, threads, seed=0):
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -91,7 +91,7 @@ def run_sklearn(train, test, threads):
     from threadpoolctl import threadpool_limits
     (X, y), (Xt, yt) = train, test
     m = MLPClassifier((HIDDEN,), activation="relu", solver="adam", batch_size=BATCH,
-                      max_iter=EPOCHS, alpha=ALPHA, learning_rate_init=0.001, random_state=0)
+                      max_iter=EPOCHS, alpha=ALPHA, learning_rate_init=0.001, random_state=seed)
     t = time.perf_counter()
     with warnings.catch_warnings(), threadpool_limits(threads):
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -99,10 +99,10 @@ def run_sklearn(train, test, threads):
     return time.perf_counter() - t, m.score(Xt, yt)
 
 
-def run_torch(train, test, threads):
+def run_torch(train, test, threads, seed=0):
     import torch
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     (X, y), (Xt, yt) = train, test
     classes, yi = np.unique(y, return_inverse=True)
     yti = np.searchsorted(classes, yt)
@@ -122,7 +122,7 @@ def run_torch(train, test, threads):
         h = torch.relu(torch.sparse.mm(Xb, lin1.weight.T) + lin1.bias)
         return lin2(h)
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     t = time.perf_counter()
     for _ in range(EPOCHS):
         order = rng.permutation(n)
@@ -140,7 +140,7 @@ def run_torch(train, test, threads):
     return elapsed, float(np.mean(pred == yti))
 
 
-def run_keras(train, test, threads):
+def run_keras(train, test, threads, seed=0):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -149,7 +149,7 @@ def run_keras(train, test, threads):
     (X, y), (Xt, yt) = train, test
     classes, yi = np.unique(y, return_inverse=True)
     yti = np.searchsorted(classes, yt)
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     reg = keras.regularizers.L2(ALPHA / 2 / BATCH)     # fastmlp's l2/2 on a mean loss
     model = keras.Sequential([keras.Input((X.shape[1],), sparse=True),
                               keras.layers.Dense(HIDDEN, activation="relu",
@@ -197,7 +197,7 @@ def child(args):
         train, test = newsgroups(args.cache)
         X = train[0]
         rss0 = rss_mb()
-        sec, acc = NEWSGROUPS_ROWS[args.row](train, test, args.threads)
+        sec, acc = NEWSGROUPS_ROWS[args.row](train, test, args.threads, args.seed)
         out = dict(seconds=sec, acc=acc, rss_before=rss0, csr_mb=(X.data.nbytes +
                    X.indices.nbytes + X.indptr.nbytes) / 1e6, shape=list(X.shape),
                    nnz_per_row=X.nnz / X.shape[0])

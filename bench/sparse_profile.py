@@ -22,7 +22,6 @@ Three parts (``--parts``, default all):
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import threading

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from fastmlp import MLPClassifier, NetworkState
+from fastmlp import NetworkState
 from fastmlp.backends import BACKENDS, BackendConfig, backend_class
 from fastmlp.datasets import load_digits
 

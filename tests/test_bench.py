@@ -20,14 +20,14 @@ def test_suite_writes_table_json_and_plot(tmp_path, capsys):
     suite = load("suite")
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
     rc = suite.main(["--epochs", "1", "--repeats", "1", "--batch-sizes", "20000,30000",
-                     "--rows", "fastmlp,numpy,keras,sklearn", "--threads", "2",
+                     "--rows", "fastmlp,fastmlp-dense,numpy,keras,sklearn", "--threads", "2",
                      "--json", str(out_json), "--plot", str(out_png)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "fastmlp is" in text and "where the time goes" in text
     data = json.loads(out_json.read_text())
     rows = {(r["row"], r["batch_size"]) for r in data["results"]}
-    assert rows == {(k, b) for k in ("fastmlp", "numpy", "keras", "sklearn")
+    assert rows == {(k, b) for k in ("fastmlp", "fastmlp-dense", "numpy", "keras", "sklearn")
                     for b in (20000, 30000)}
     for r in data["results"]:
         assert r["seconds"] > 0 and 0.0 <= r["test_acc"] <= 1.0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from fastmlp import MLPClassifier, StopTraining, load
+from fastmlp import StopTraining, load
 from fastmlp._split import hold_out
 from fastmlp.datasets import load_digits
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import DivergenceError, MLPClassifier
+from fastmlp import DivergenceError
 
 from _reference import blog
 

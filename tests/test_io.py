@@ -1,7 +1,6 @@
 """Save/load round trips and every corrupted-file case; history export; plots."""
 
 import json
-import zipfile
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import fastmlp
-from fastmlp import MLPClassifier, NetworkState, backends
+from fastmlp import NetworkState, backends
 from fastmlp.backends import BACKENDS, BackendConfig
 from fastmlp._optim import Optimizer
 

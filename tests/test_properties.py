@@ -54,7 +54,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from fastmlp import MLPClassifier, NetworkState, backends
+from fastmlp import NetworkState, backends
 from fastmlp._scaling import scaled_copy
 from fastmlp.backends import BACKENDS, BackendConfig
 

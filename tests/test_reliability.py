@@ -21,7 +21,6 @@ import hashlib
 import numpy as np
 import pytest
 
-from fastmlp import MLPClassifier
 from fastmlp._scaling import training_source
 
 from _reference import blog
