@@ -92,7 +92,7 @@ directives = {
     "embedsignature": True,
 }
 
-# The compiled backend: a dense X's nonzeros as sparse rows (_convert),
+# The compiled backend: aligned buffers and a dense X's nonzeros (_arrays),
 # layer-level kernels (_layers), the output layer's
 # kernel and targets (_output), the sparse first layer (_sparse_layer: its
 # state; _sparse_batch: a batch through it) and its checked kernels
@@ -108,7 +108,7 @@ extensions = [
         extra_link_args=link_args,
         define_macros=[("FASTMLP_OPENMP", "1" if use_openmp else "0")],
     )
-    for name in ("_convert", "_layers", "_output", "_sparse_layer", "_sparse_batch",
+    for name in ("_arrays", "_layers", "_output", "_sparse_layer", "_sparse_batch",
                  "_sparse_kernels", "_compiled", "_step")
 ]
 

@@ -205,7 +205,7 @@ class BaseMLP(ExportMixin, FittedAttributes, BaseEstimator):
         self._check_fitted()
         self._check_feature_names(X, reset=False)
         Xs = self._scaled(self._prepare(X, n_features=self.n_features_in_, training=False))
-        _, blas = self._backend_class().thread_plan(self._params["n_threads"])
+        _, blas = self._backend_class().thread_plan(self._params["n_threads"], predict=True)
         with blas_threads(blas):
             return self._outputs(Xs)
 

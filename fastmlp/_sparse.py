@@ -90,7 +90,7 @@ class SparseRows:
         X = np.asarray(X)
         if X.ndim == 2 and X.dtype in (np.uint8, np.float32, np.float64):
             try:
-                from .backends._convert import dense_nonzeros
+                from .backends._arrays import dense_nonzeros
             except ImportError:
                 dense_nonzeros = None
             if dense_nonzeros is not None:

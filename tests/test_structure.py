@@ -211,7 +211,7 @@ import importlib.abc, json, sys
 BLOCKED = {"fastmlp.backends._compiled", "fastmlp.backends._layers",
            "fastmlp.backends._output", "fastmlp.backends._step",
            "fastmlp.backends._sparse_layer", "fastmlp.backends._sparse_batch",
-           "fastmlp.backends._sparse_kernels", "fastmlp.backends._convert"}
+           "fastmlp.backends._sparse_kernels", "fastmlp.backends._arrays"}
 tried = []
 
 

@@ -152,8 +152,9 @@ class Backend(abc.ABC):
 
     @staticmethod
     @abc.abstractmethod
-    def thread_plan(n_threads):
-        """``(backend threads, BLAS thread limit)`` for a user's ``n_threads``.
+    def thread_plan(n_threads, predict=False):
+        """``(backend threads, BLAS thread limit)`` for a user's ``n_threads``
+        (in a prediction with ``predict``).
 
         The first goes into :attr:`BackendConfig.n_threads`; the second is the
         limit the caller sets on BLAS while the backend runs (None: leave

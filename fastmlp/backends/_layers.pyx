@@ -45,6 +45,8 @@ import os
 
 import numpy as np
 
+from ._arrays import aligned_empty, aligned_zeros
+
 from .._optim import Optimizer
 from .._registry import ACTIVATIONS, OPTIMIZERS, OUTPUTS, kernel_kind
 from .._registry import activation as _activation
@@ -229,18 +231,6 @@ cdef int ld_of(const float[:, :] M) noexcept:
     return <int>max(M.strides[0] // <Py_ssize_t>sizeof(float), M.shape[1], 1)
 
 
-def aligned_zeros(shape, dtype=np.float32, align=64):
-    """A zeroed C-ordered array whose data starts on an ``align``-byte boundary.
-
-    NumPy's allocations here start 16 bytes past a cache line, so every
-    64-byte vector load of a packed weight row would straddle two lines."""
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape)) if np.ndim(shape) else int(shape)
-    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
-    start = (-raw.ctypes.data) % align
-    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
-
-
 # ---------------------------------------------------------------------- BLAS
 cdef void gemm_rowmajor(char ta, char tb, int m, int n, int k, float alpha,
                         const float *A, int lda, const float *B, int ldb,
@@ -374,13 +364,14 @@ def network_outputs(const float[:, ::1] X, weights, float[:, ::1] out,
         raise ValueError(f"out: expected shape {(n, K)}, got {(out.shape[0], out.shape[1])}")
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
-    cdef int T = n_threads_of(n_threads)
+    block_rows = max(1, min(block_rows, n))      # buffers no larger than the rows
+    cdef Py_ssize_t n_blocks = (n + block_rows - 1) // block_rows, blk
+    cdef int T = max(1, min(n_threads_of(n_threads), n_blocks))
     cdef Py_ssize_t width = max(1, net.widest_hidden)
     bufs = np.empty((T, 2, block_rows * width), np.float32)
     scratch = np.empty((T, net.widest), np.float32)
     cdef float[:, :, ::1] B = bufs
     cdef float[:, ::1] S = scratch
-    cdef Py_ssize_t n_blocks = (n + block_rows - 1) // block_rows, blk
     cdef int t
     if n == 0:
         return out.base                   # the caller's array, as the twin returns it
@@ -471,14 +462,18 @@ cdef class _Net:
         self.NP = <Py_ssize_t *>calloc(self.L, sizeof(Py_ssize_t))
         if self.P == NULL or self.NP == NULL:
             raise MemoryError()
-        self._packed = []
-        cdef float[::1] m
+        # one buffer for all layers (each part a whole number of 16-float
+        # vectors, so every part stays 64-byte aligned); repack fills it
+        cdef Py_ssize_t total = 0
         for l in range(self.L):
             self.NP[l] = fm_packed_width(self.n_out[l])
-            a = aligned_zeros(max(1, self.n_in[l] * self.NP[l]))
-            self._packed.append(a)
-            m = a
-            self.P[l] = &m[0]
+            total += self.n_in[l] * self.NP[l]
+        self._packed = aligned_empty(max(1, total))
+        cdef float[::1] m = self._packed
+        total = 0
+        for l in range(self.L):
+            self.P[l] = &m[0] + total
+            total += self.n_in[l] * self.NP[l]
         self.c.P = self.P
         self.c.NP = self.NP
         return 0

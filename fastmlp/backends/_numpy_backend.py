@@ -143,9 +143,9 @@ class NumpyBackend(_Backend):
         self.reset_phases()
 
     @staticmethod
-    def thread_plan(n_threads):
+    def thread_plan(n_threads, predict=False):
         """NumPy's only threads are BLAS's: ``n_threads`` limits them (None
-        leaves BLAS as it is)."""
+        leaves BLAS as it is), in training and prediction alike."""
         return None, n_threads
 
     @staticmethod

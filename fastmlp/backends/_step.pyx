@@ -36,7 +36,7 @@ from .._sparse import SparseRows
 from ._inputs import check_state, dense_source
 from ._interface import PHASES
 from ._interface import Backend as _Backend
-from ._layers import HAVE_OPENMP, aligned_zeros, max_threads
+from ._layers import HAVE_OPENMP, aligned_zeros, gemm_kind, max_threads
 from ._sparse_kernels import network_outputs
 from ._sparse_layer import choose_tiles
 
@@ -234,20 +234,20 @@ cdef class CompiledBackend:
         free(self.V2)
 
     @staticmethod
-    def thread_plan(n_threads):
+    def thread_plan(n_threads, predict=False):
         """(row slices per batch, BLAS thread limit) for a user's ``n_threads``.
 
         Each slice calls single-threaded products, so BLAS is held at one
-        thread while more than one slice runs.  None means all cores."""
+        thread while more than one slice runs.  None means all cores.  A
+        prediction on fastmlp's own products never calls BLAS: left alone."""
         T = n_threads if n_threads is not None else max_threads()
         T = T if HAVE_OPENMP else 1
-        return T, (1 if T > 1 else n_threads)
+        return T, (None if predict and gemm_kind() != "blas" else 1 if T > 1 else n_threads)
 
     @staticmethod
     def predict_proba(X, weights, out, config):
-        """out := the network's outputs for the scaled rows of X (float32, C),
-        or for SparseRows with ``config.input_scaling`` folded into the first
-        layer, in blocks of ``config.block_rows`` spread over ``config.n_threads``."""
+        """out := the network's outputs for the scaled rows of X (float32, C), or
+        for SparseRows with ``config.input_scaling`` folded into the first layer."""
         return network_outputs(X, weights, out, config.block_rows, config.n_threads,
                                config.activation, config.output, config.input_scaling)
 

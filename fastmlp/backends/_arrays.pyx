@@ -1,19 +1,43 @@
 # cython: language_level=3
-"""A dense array's nonzero entries in the sparse path's narrow layout.
+"""Array helpers of the compiled backend, importing nothing from fastmlp.
 
-:func:`dense_nonzeros` is what :meth:`fastmlp._sparse.SparseRows.from_dense`
-builds its rows from when ``input_format`` sends a dense X down the sparse
-path: two passes over X (count per row, then copy), no temporaries.  It
-imports nothing from fastmlp, so :mod:`fastmlp._sparse` can use it without
-an import cycle; without the compiled extension, ``from_dense`` goes through
-scipy instead.
+:func:`aligned_empty` and :func:`aligned_zeros` give the 64-byte aligned
+buffers the kernels load whole cache lines from.  :func:`dense_nonzeros` is
+what :meth:`fastmlp._sparse.SparseRows.from_dense` builds its rows from when
+``input_format`` sends a dense X down the sparse path: two passes over X
+(count per row, then copy), no temporaries.  :mod:`fastmlp._sparse` imports
+it without an import cycle; without the compiled extension, ``from_dense``
+goes through scipy instead.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 
 import numpy as np
 
-__all__ = ["dense_nonzeros"]
+__all__ = ["aligned_empty", "aligned_zeros", "dense_nonzeros"]
+
+
+def aligned_empty(shape, dtype=np.float32, align=64):
+    """:func:`aligned_zeros` without the zeros: for buffers that are written
+    before they are read (no page of a large one is touched here)."""
+    dtype = np.dtype(dtype)
+    n = int(shape) if isinstance(shape, int) else int(np.prod(shape))
+    raw = np.empty(n * dtype.itemsize + align, np.uint8)
+    cdef unsigned char[::1] view = raw
+    start = (-int(<size_t>&view[0])) % align          # (Python's modulo: >= 0)
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def aligned_zeros(shape, dtype=np.float32, align=64):
+    """A zeroed C-ordered array whose data starts on an ``align``-byte boundary.
+
+    NumPy's allocations here start 16 bytes past a cache line, so every
+    64-byte vector load of a packed weight row would straddle two lines."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) if np.ndim(shape) else int(shape)
+    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 ctypedef fused dense_t:
