@@ -76,9 +76,9 @@ static inline void fm_transpose16(__m512 r[16])
  * step and every prediction call. */
 __attribute__((target("avx512f")))
 static void fm_pack_weights_avx512(const float *W, ptrdiff_t n_out, ptrdiff_t K,
-                                   ptrdiff_t ldw, float *P, ptrdiff_t NP)
+                                   ptrdiff_t ldw, float *P, ptrdiff_t NP, int part, int parts)
 {
-    for (ptrdiff_t j0 = 0; j0 < NP; j0 += 16) {
+    for (ptrdiff_t j0 = 16 * (ptrdiff_t)part; j0 < NP; j0 += 16 * (ptrdiff_t)parts) {
         for (ptrdiff_t k0 = 0; k0 < K; k0 += 16) {
             ptrdiff_t nk = K - k0 < 16 ? K - k0 : 16;
             __mmask16 km = nk >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nk) - 1u);
@@ -98,9 +98,13 @@ static void fm_pack_weights_avx512(const float *W, ptrdiff_t n_out, ptrdiff_t K,
  * non-bias weights (W points at column 1), transposed so that the forward
  * kernel loads a row of outputs' weights per k as whole vectors.  Nothing
  * for P NULL (a layer without packed weights: the sparse first layer).
- * NP is a multiple of 16 (fm_packed_width). */
-static inline void fm_pack_weights(const float *W, ptrdiff_t n_out, ptrdiff_t K,
-                                   ptrdiff_t ldw, float *P, ptrdiff_t NP)
+ * NP is a multiple of 16 (fm_packed_width).  Only the blocks of 16 columns
+ * j0 = 16 (part + i parts) are written, so that ``parts`` threads can share
+ * the work (each its own part; the AVX-512 path: without it P is never used,
+ * and part 0 packs it all). */
+static inline void fm_pack_weights_part(const float *W, ptrdiff_t n_out, ptrdiff_t K,
+                                        ptrdiff_t ldw, float *P, ptrdiff_t NP, int part,
+                                        int parts)
 {
     if (P == NULL)
         return;
@@ -109,10 +113,12 @@ static inline void fm_pack_weights(const float *W, ptrdiff_t n_out, ptrdiff_t K,
     if (avx512 < 0)
         avx512 = fm_own_gemm_available();
     if (avx512 && NP % 16 == 0) {
-        fm_pack_weights_avx512(W, n_out, K, ldw, P, NP);
+        fm_pack_weights_avx512(W, n_out, K, ldw, P, NP, part, parts);
         return;
     }
 #endif
+    if (part != 0)
+        return;
     /* 16 x 16 tiles: each tile reads 16 short runs of W and writes 16 short
      * runs of P, instead of striding through all of W for every k */
     const ptrdiff_t tile = 16;
@@ -128,6 +134,13 @@ static inline void fm_pack_weights(const float *W, ptrdiff_t n_out, ptrdiff_t K,
             for (ptrdiff_t j = n_out; j < NP; ++j)
                 P[k * NP + j] = 0.0f;
     }
+}
+
+/* All of fm_pack_weights_part, by one thread. */
+static inline void fm_pack_weights(const float *W, ptrdiff_t n_out, ptrdiff_t K,
+                                   ptrdiff_t ldw, float *P, ptrdiff_t NP)
+{
+    fm_pack_weights_part(W, n_out, K, ldw, P, NP, 0, 1);
 }
 
 #if FM_OWN_GEMM

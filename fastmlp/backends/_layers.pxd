@@ -46,6 +46,8 @@ cdef extern from "fastmlp_gemm.h" nogil:
     Py_ssize_t fm_packed_width(Py_ssize_t n_out)
     void fm_pack_weights(const float *W, Py_ssize_t n_out, Py_ssize_t K, Py_ssize_t ldw,
                          float *P, Py_ssize_t NP)
+    void fm_pack_weights_part(const float *W, Py_ssize_t n_out, Py_ssize_t K,
+                              Py_ssize_t ldw, float *P, Py_ssize_t NP, int part, int parts)
     void fm_gemm_forward(const float *A, Py_ssize_t rows, Py_ssize_t K, Py_ssize_t lda,
                          const float *P, Py_ssize_t NP, float *Z, Py_ssize_t n_out)
     void fm_gemm_gradient(const float *D, Py_ssize_t rows, Py_ssize_t n_out, const float *A,
@@ -76,6 +78,7 @@ cdef class _Net:
     cdef object _packed
     cdef int enable_packing(self) except -1
     cdef void repack(self) noexcept nogil
+    cdef void repack_part(self, int part, int parts) noexcept nogil
 
 
 # --- switches and small helpers

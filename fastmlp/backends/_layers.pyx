@@ -247,7 +247,7 @@ cdef void layer_forward(const float *A_prev, Py_ssize_t lda, Py_ssize_t rows, in
     """A_out (rows x n_out, row stride n_out) := act(A_prev . W[:, 1:]^T + W[:, 0]).
 
     A_prev has row stride lda, W row stride ldw (bias in column 0).  With P
-    (W[:, 1:]^T packed by fm_pack_weights, NP wide) the product runs on
+    (W[:, 1:]^T packed by fm_pack_weights_part, NP wide) the product runs on
     fastmlp's AVX-512 kernel, else on sgemm; then one fused pass adds the
     bias and applies activation ``kind`` (softmax row by row).  ``scratch``
     holds n_out floats."""
@@ -480,12 +480,16 @@ cdef class _Net:
 
     cdef void repack(self) noexcept nogil:
         """Copy the current weights into the packed form (after every update)."""
+        self.repack_part(0, 1)
+
+    cdef void repack_part(self, int part, int parts) noexcept nogil:
+        """:meth:`repack`'s share ``part`` of ``parts`` (16-column blocks)."""
         cdef int l
         if self.c.P == NULL:
             return
         for l in range(self.L):
-            fm_pack_weights(self.W[l] + 1, self.n_out[l], self.n_in[l], self.n_in[l] + 1,
-                            self.P[l], self.NP[l])
+            fm_pack_weights_part(self.W[l] + 1, self.n_out[l], self.n_in[l], self.n_in[l] + 1,
+                                 self.P[l], self.NP[l], part, parts)
 
     def __dealloc__(self):
         free(self.n_in)

@@ -284,8 +284,7 @@ cdef class CompiledBackend:
         memset(self.phase, 0, sizeof(self.phase))
 
     def sync_out(self):
-        """Write the sparse first layer's weights and optimiser states (kept
-        transposed) into the state's arrays; a dense step trains them in place."""
+        """The sparse first layer's (transposed) weights and states into the state's."""
         if self.sp is not None:
             self.sp.sync_out_arrays()
 
@@ -342,7 +341,8 @@ cdef class CompiledBackend:
             raise ValueError(f"idx[{bad}] = {idx[bad]} is out of range for {self.n_rows} rows")
         with nogil:
             t0 = now()
-            self.net.repack()
+            for s in prange(T, schedule="static", chunksize=1, num_threads=T):
+                self.net.repack_part(s, T)  # (a 1024-wide layer: 0.4 ms on one thread)
             self.phase[1] += now() - t0
             if T > 1:
                 for s in prange(T, schedule="static", chunksize=1, num_threads=T):
