@@ -13,7 +13,7 @@
 * ``fastmlp export MODEL.npz MODEL.onnx`` writes a saved model as ONNX (the
   graph of :meth:`MLPClassifier.to_onnx`: scaling, layers, outputs).
 * ``fastmlp info`` shows the version, the compiled kernels, BLAS and threads,
-  and the CPU.
+  the CPU, and the limits ``bench/roofline.py`` measured on it.
 * ``fastmlp bench`` runs the benchmark suite (:mod:`fastmlp.experiments.suite`).
 * ``fastmlp study`` runs the blog series' regularisation study
   (:mod:`fastmlp.experiments.study`).
@@ -110,10 +110,36 @@ def _info(args):
               f"default threads {b['max_threads']}")
         print(f"large products: {b['gemm']}")
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
+    limits = _measured_limits()
+    if limits:
+        print(f"measured ({limits['measured']}, bench/roofline.py): GEMM peak "
+              f"{limits['gemm_gflops_1_thread']:.0f} GFLOP/s on 1 thread, "
+              f"{limits['gemm_gflops_all_threads']:.0f} on {limits['cores']}; memory "
+              f"{limits['add_gbs']:.1f} GB/s (add)")
+    else:
+        print("measured peaks: none for this CPU yet (run python bench/roofline.py "
+              "--machine-only)")
     for lib in threadpool_info():
         print(f"{lib['internal_api']}: {lib.get('version')} "
               f"({os.path.basename(lib['filepath'])}), {lib['num_threads']} threads")
     return 0
+
+
+def _measured_limits():
+    """The figures bench/roofline.py measured on this CPU (its cache file),
+    or None when there are none, for another CPU, or unreadable."""
+    import json
+    path = os.path.join(os.path.expanduser("~"), ".cache", "fastmlp", "machine.json")
+    try:
+        with open(path) as f:
+            limits = json.load(f)
+        keys = ("gemm_gflops_1_thread", "gemm_gflops_all_threads", "add_gbs", "measured")
+        if limits.get("cpu") != cpu_name() or limits.get("cores") != os.cpu_count() or \
+                not all(isinstance(limits.get(k), (int, float, str)) for k in keys):
+            return None
+        return limits
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # ------------------------------------------------------------------- main

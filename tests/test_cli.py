@@ -216,3 +216,27 @@ def test_train_presets_early_stopping_and_save_best(tmp_path):
         np.testing.assert_array_equal(a, b)
     blog_run = fastmlp("train", "--epochs", "1", "--quiet", cwd=tmp_path)
     assert "preset blog" in blog_run.stdout and "layers 784-70-30-10" in blog_run.stdout
+
+
+def test_info_shows_the_limits_measured_on_this_cpu_only(tmp_path):
+    import json
+    import os
+
+    from fastmlp._platform import cpu_name
+    home = tmp_path / "home"
+    (home / ".cache" / "fastmlp").mkdir(parents=True)
+    env = dict(os.environ, HOME=str(home))
+    run = fastmlp("info", cwd=tmp_path, env=env)
+    assert run.returncode == 0 and "measured peaks: none for this CPU" in run.stdout
+    figures = dict(cores=os.cpu_count(), gemm_gflops_1_thread=123.4,
+                   gemm_gflops_all_threads=234.5, add_gbs=45.6, measured="2026-01-02 03:04:05")
+    path = home / ".cache" / "fastmlp" / "machine.json"
+    path.write_text(json.dumps(dict(figures, cpu=cpu_name())))
+    run = fastmlp("info", cwd=tmp_path, env=env)
+    assert "GEMM peak 123 GFLOP/s on 1 thread, 234 on" in run.stdout, run.stdout
+    assert "memory 45.6 GB/s" in run.stdout
+    path.write_text(json.dumps(dict(figures, cpu="another CPU")))
+    assert "none for this CPU" in fastmlp("info", cwd=tmp_path, env=env).stdout
+    path.write_text("{not json")
+    run = fastmlp("info", cwd=tmp_path, env=env)
+    assert run.returncode == 0 and "none for this CPU" in run.stdout

@@ -1,0 +1,285 @@
+"""The machine's own limits, and how close fastmlp's phases come to them.
+
+First it measures the machine:
+
+* single-precision GEMM peak, with 1 thread and with all threads, as the
+  best of three products: NumPy's sgemm (the BLAS it links) on 4096 x 4096,
+  PyTorch's matmul on the same (where installed), and fastmlp's own AVX-512
+  forward product on a 4096 x 784 by 784 x 80 shape (one call per thread,
+  in parallel).  Which one is fastest depends on the CPU: OpenBLAS picks
+  AVX2 kernels on some AVX-512 CPUs (its "Haswell" target on the AMD EPYC
+  family 26 of the development machine);
+* memory bandwidth: a STREAM-like add ``a = b + c`` over arrays far larger
+  than the caches (three streams of float32 counted).
+
+It writes them to ``~/.cache/fastmlp/machine.json``; ``fastmlp info`` shows
+them there when the CPU is the same.  Then, unless ``--machine-only``, it
+runs a grid: hidden widths {32, 70, 256, 1024, 2048} with one and with two
+hidden layers, batch sizes {32, 128, 500, 4096, 20000}, on MNIST rows
+(``--rows`` of them), a blog-style sigmoid network trained with sgd on the
+dense path.  For each cell: fastmlp's seconds per epoch; the GFLOP/s of the
+forward and gradient products (their phases' times, which include the
+weights' repack and the bias and activation pass) and their share of the
+all-threads peak; GB/s of gather and update; and, where installed, the
+seconds of PyTorch and scikit-learn on the same cell and their ratio to
+fastmlp.  JSON, and a PNG heatmap of fastmlp's speed-up over torch.
+
+    python bench/roofline.py --machine-only
+    python bench/roofline.py --rows 10000 --json bench/results/roofline.json \\
+        --plot bench/results/roofline.png
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+WIDTHS = (32, 70, 256, 1024, 2048)
+BATCHES = (32, 128, 500, 4096, 20000)
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "fastmlp", "machine.json")
+
+
+def gemm_gflops(threads, n=4096, repeats=3):
+    """Best GFLOP/s of a float32 n x n x n product on ``threads`` BLAS threads."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    best = float("inf")
+    with threadpool_limits(threads, user_api="blas"):
+        np.matmul(a, b, out=c)                         # warm up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            np.matmul(a, b, out=c)
+            best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def torch_gflops(threads, n=4096, repeats=3):
+    """Best GFLOP/s of a float32 n x n x n torch.matmul on ``threads``
+    threads, or None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def own_gflops(threads, rows=4096, k=784, n=80, repeats=3):
+    """Best GFLOP/s of fastmlp's own forward product (AVX-512) run by
+    ``threads`` Python threads at once (the kernel releases the GIL), or
+    None where the CPU or the build has none."""
+    from concurrent.futures import ThreadPoolExecutor
+    try:
+        from fastmlp.backends import _compiled
+    except ImportError:
+        return None
+    if _compiled.gemm_kind() != "avx512":
+        return None
+    rng = np.random.default_rng(0)
+    work = [(rng.standard_normal((rows, k), dtype=np.float32),
+             rng.standard_normal((n, k + 1), dtype=np.float32) * 0.01,
+             np.empty((rows, n), np.float32)) for _ in range(threads)]
+
+    def one(i):
+        A, W, out = work[i]
+        _compiled.forward_layer(A, W, out, "relu")
+
+    best = float("inf")
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(threads)))
+        for _ in range(repeats):
+            t = time.perf_counter()
+            list(pool.map(one, range(threads)))
+            best = min(best, time.perf_counter() - t)
+    return threads * 2.0 * rows * k * n / best / 1e9
+
+
+def add_gbs(n=64 * 2 ** 20, repeats=5):
+    """Best GB/s of ``a = b + c`` on float32 arrays of n elements (three
+    streams: two read, one written)."""
+    b = np.ones(n, np.float32)
+    c = np.ones(n, np.float32)
+    a = np.empty(n, np.float32)
+    np.add(b, c, out=a)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.add(b, c, out=a)
+        best = min(best, time.perf_counter() - t)
+    return 3 * 4 * n / best / 1e9
+
+
+def measure_machine():
+    """The machine's GEMM peaks and bandwidth, with its description."""
+    from fastmlp._platform import machine
+    cores = os.cpu_count() or 1
+    out = dict(cpu=machine()["cpu"], cores=cores, measured=time.strftime("%Y-%m-%d %H:%M:%S"))
+    for threads, key in ((1, "1_thread"), (cores, "all_threads")):
+        each = dict(blas=gemm_gflops(threads), torch=torch_gflops(threads),
+                    fastmlp=own_gflops(threads))
+        out[f"gemm_gflops_{key}_by_engine"] = each
+        out[f"gemm_gflops_{key}"] = max(v for v in each.values() if v is not None)
+    out["add_gbs"] = add_gbs()
+    os.makedirs(os.path.dirname(CACHE), exist_ok=True)
+    with open(CACHE, "w") as f:
+        json.dump(out, f, indent=1)
+    return out
+
+
+def flops(layers, rows):
+    """Multiply-add FLOPs of the forward products of ``rows`` samples (the
+    gradient's are the same; the hidden deltas' those without layer 0)."""
+    return 2.0 * rows * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+
+
+def cell(X, y, hidden, batch, threads):
+    """fastmlp's seconds per epoch and per-phase rates on one grid cell."""
+    from fastmlp import MLPClassifier
+    m = MLPClassifier.blog_experiment(hidden_layer_sizes=hidden, batch_size=batch, epochs=2,
+                                      n_threads=threads, random_state=0,
+                                      input_format="dense", train_accuracy="none")
+    m.fit(X, y)
+    ph = m.history_.phases[-1]
+    layers, n = m.layers_, X.shape[0]
+    fwd, bwd = flops(layers, n), flops(layers[1:], n)
+    weights = sum(W.size for W in m.coefs_)
+    return dict(seconds=float(m.history_.train_time[-1]),
+                forward_gflops=fwd / ph["forward"] / 1e9,
+                gradient_gflops=fwd / ph["gradient"] / 1e9,
+                backward_gflops=bwd / max(ph["backward"], 1e-12) / 1e9,
+                # gather reads the rows (float32 here) and writes them scaled
+                gather_gbs=2 * X.nbytes / max(ph["gather"], 1e-12) / 1e9,
+                # the update reads and writes weights and state, reads the gradient
+                update_gbs=weights * 4 * 5 * m.optimizer_steps_ / 2 / max(ph["update"], 1e-12)
+                / 1e9)
+
+
+def torch_seconds(X, y, hidden, batch, threads):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(np.eye(10, dtype=np.float32)[y])
+    layers, size = [], X.shape[1]
+    for h in hidden:
+        layers += [torch.nn.Linear(size, h), torch.nn.Sigmoid()]
+        size = h
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(size, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.001)
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    t = time.perf_counter()
+    perm = torch.randperm(X.shape[0])
+    for s in range(0, X.shape[0], batch):
+        idx = perm[s:s + batch]
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(Xt[idx]), Yt[idx]).backward()
+        opt.step()
+    return time.perf_counter() - t
+
+
+def sklearn_seconds(X, y, hidden, batch, threads):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    m = MLPClassifier(hidden, activation="logistic", solver="sgd", batch_size=batch,
+                      learning_rate_init=0.01, momentum=0.0, max_iter=1, shuffle=True,
+                      random_state=0)
+    t = time.perf_counter()
+    with warnings.catch_warnings(), threadpool_limits(threads):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m.fit(X, y)
+    return time.perf_counter() - t
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--machine-only", action="store_true")
+    p.add_argument("--rows", type=int, default=20000, help="MNIST rows per epoch")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--widths", default=",".join(map(str, WIDTHS)))
+    p.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    p.add_argument("--others", default="torch,sklearn", help="peers to time ('' for none)")
+    p.add_argument("--json")
+    p.add_argument("--plot")
+    args = p.parse_args(argv)
+    mach = measure_machine()
+    def engines(key):
+        return ", ".join(f"{k} {v:.0f}" for k, v in mach[key + "_by_engine"].items()
+                         if v is not None)
+    print(f"machine: {mach['cpu']}, {mach['cores']} cores: GEMM peak "
+          f"{mach['gemm_gflops_1_thread']:.0f} GFLOP/s on 1 thread "
+          f"({engines('gemm_gflops_1_thread')}), {mach['gemm_gflops_all_threads']:.0f} "
+          f"on {mach['cores']} ({engines('gemm_gflops_all_threads')}); add "
+          f"{mach['add_gbs']:.1f} GB/s (written to {CACHE})")
+    if args.machine_only:
+        return 0
+    from fastmlp.datasets import load_mnist
+    (X, y), _ = load_mnist()
+    X = ((X[:args.rows].astype(np.float32) - 33.3) / 78.6).astype(np.float32)
+    y = y[:args.rows]
+    peak = mach["gemm_gflops_all_threads" if args.threads > 1 else "gemm_gflops_1_thread"]
+    peers = [o for o in args.others.split(",") if o]
+    rows = []
+    print(f"{'hidden':>12} {'batch':>6} {'s/epoch':>8} {'fwd %':>6} {'grad %':>6} "
+          + "".join(f"{o + ' x':>10}" for o in peers))
+    for n_layers in (1, 2):
+        for w in (int(v) for v in args.widths.split(",")):
+            hidden = (w,) * n_layers
+            for b in (int(v) for v in args.batches.split(",")):
+                r = dict(hidden=list(hidden), batch=b, **cell(X, y, hidden, b, args.threads))
+                r["forward_pct"] = 100 * r["forward_gflops"] / peak
+                r["gradient_pct"] = 100 * r["gradient_gflops"] / peak
+                for o in peers:
+                    try:
+                        sec = {"torch": torch_seconds, "sklearn": sklearn_seconds}[o](
+                            X, y, hidden, b, args.threads)
+                        r[f"{o}_seconds"], r[f"{o}_ratio"] = sec, sec / r["seconds"]
+                    except ImportError:
+                        r[f"{o}_ratio"] = None
+                rows.append(r)
+                ratios = "".join(f"{r[o + '_ratio']:10.2f}" if r.get(o + "_ratio") else
+                                 f"{'-':>10}" for o in peers)
+                print(f"{str(hidden):>12} {b:6d} {r['seconds']:8.4f} {r['forward_pct']:6.1f} "
+                      f"{r['gradient_pct']:6.1f} {ratios}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=mach, threads=args.threads, rows=args.rows, cells=rows), f,
+                      indent=1)
+    if args.plot and "torch" in peers:
+        from fastmlp._platform import pyplot
+        plt = pyplot()
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+        for ax, n_layers in zip(axes, (1, 2)):
+            grid = np.array([[next((r["torch_ratio"] or np.nan) for r in rows
+                                   if len(r["hidden"]) == n_layers and r["hidden"][0] == w
+                                   and r["batch"] == b) for b in BATCHES] for w in WIDTHS])
+            im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=3, origin="lower")
+            ax.set_xticks(range(len(BATCHES)), BATCHES)
+            ax.set_yticks(range(len(WIDTHS)), WIDTHS)
+            ax.set_xlabel("batch")
+            ax.set_ylabel("hidden width")
+            ax.set_title(f"{n_layers} hidden layer(s): torch time / fastmlp time")
+            for i in range(len(WIDTHS)):
+                for j in range(len(BATCHES)):
+                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8)
+        fig.colorbar(im, ax=axes, shrink=0.8)
+        fig.suptitle(f"{mach['cpu']}, {args.threads} threads")
+        fig.savefig(args.plot, dpi=110)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
