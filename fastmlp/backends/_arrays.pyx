@@ -85,73 +85,20 @@ def dense_nonzeros(X):
                         f"with {X.ndim} dimension(s)")
     n, m = X.shape
     indptr = np.zeros(n + 1, np.int64)
-    if X.dtype == np.uint8:
-        _counts_u8(X, indptr)
-    elif X.dtype == np.float32:
-        _counts_f32(X, indptr)
-    else:
-        _counts_f64(X, indptr)
+    _counts(X, indptr)                  # (fused: one of uint8, float32, float64)
     nnz = int(indptr[n])
     indices = np.empty(nnz, np.uint16 if m <= 65536 else np.int32)
     data = np.empty(nnz, X.dtype)
-    if X.dtype == np.uint8:
-        _fill_u8(X, indptr, indices, data)
-    elif X.dtype == np.float32:
-        _fill_f32(X, indptr, indices, data)
-    else:
-        _fill_f64(X, indptr, indices, data)
+    _fill(X, indptr, indices, data)
     return indptr, indices, data
 
 
-def _counts_u8(const uint8_t[:, :] X, int64_t[::1] indptr):
+def _counts(const dense_t[:, :] X, int64_t[::1] indptr):
     with nogil:
         _row_counts(X, indptr)
 
 
-def _counts_f32(const float[:, :] X, int64_t[::1] indptr):
+def _fill(const dense_t[:, :] X, const int64_t[::1] indptr, index_t[::1] indices,
+          dense_t[::1] data):
     with nogil:
-        _row_counts(X, indptr)
-
-
-def _counts_f64(const double[:, :] X, int64_t[::1] indptr):
-    with nogil:
-        _row_counts(X, indptr)
-
-
-def _fill_u8(const uint8_t[:, :] X, const int64_t[::1] indptr, indices, uint8_t[::1] data):
-    cdef uint16_t[::1] i16
-    cdef int32_t[::1] i32
-    if indices.dtype == np.uint16:
-        i16 = indices
-        with nogil:
-            _nonzeros(X, indptr, i16, data)
-    else:
-        i32 = indices
-        with nogil:
-            _nonzeros(X, indptr, i32, data)
-
-
-def _fill_f32(const float[:, :] X, const int64_t[::1] indptr, indices, float[::1] data):
-    cdef uint16_t[::1] i16
-    cdef int32_t[::1] i32
-    if indices.dtype == np.uint16:
-        i16 = indices
-        with nogil:
-            _nonzeros(X, indptr, i16, data)
-    else:
-        i32 = indices
-        with nogil:
-            _nonzeros(X, indptr, i32, data)
-
-
-def _fill_f64(const double[:, :] X, const int64_t[::1] indptr, indices, double[::1] data):
-    cdef uint16_t[::1] i16
-    cdef int32_t[::1] i32
-    if indices.dtype == np.uint16:
-        i16 = indices
-        with nogil:
-            _nonzeros(X, indptr, i16, data)
-    else:
-        i32 = indices
-        with nogil:
-            _nonzeros(X, indptr, i32, data)
+        _nonzeros(X, indptr, indices, data)
