@@ -19,6 +19,8 @@ dense X.  Neither ever writes to the caller's arrays.
 import numpy as np
 import scipy.sparse as sp
 
+from ._validation import check_shape
+
 __all__ = ["SparseRows", "as_rows", "is_sparse", "column_stats", "mostly_zero",
            "AUTO_SPARSE_DENSITY"]
 
@@ -171,15 +173,7 @@ def as_rows(X, name="X", n_features=None, owner="MLPClassifier"):
         rows = SparseRows(np.asarray(indptr, np.int64),
                           np.asarray(indices, np.uint16 if n_cols <= 65536 else np.int32),
                           _narrow_values(np.asarray(data)), (n_rows, n_cols))
-    if rows.shape[0] == 0:
-        raise ValueError(f"{name} is empty: 0 sample(s) (shape={rows.shape}) while a minimum "
-                         "of 1 is required.")
-    if rows.shape[1] == 0:
-        raise ValueError(f"{name} has 0 feature(s) (shape={rows.shape}) while a minimum of 1 "
-                         "is required.")
-    if n_features is not None and rows.shape[1] != n_features:
-        raise ValueError(f"{name} has {rows.shape[1]} features, but {owner} is expecting "
-                         f"{n_features} features as input")
+    check_shape(rows.shape, name, n_features, owner)
     return rows
 
 

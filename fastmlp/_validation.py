@@ -40,6 +40,20 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_shape(shape, name="X", n_features=None, owner="MLPClassifier"):
+    """ValueError unless the 2-D ``shape`` has rows, columns, and (when
+    given) ``n_features`` columns: the checks a dense X and a sparse one share."""
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty: 0 sample(s) (shape={shape}) while a "
+                         "minimum of 1 is required.")
+    if shape[1] == 0:
+        raise ValueError(f"{name} has 0 feature(s) (shape={shape}) while a minimum "
+                         "of 1 is required.")
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(f"{name} has {shape[1]} features, but {owner} is "
+                         f"expecting {n_features} features as input")
+
+
 def check_X(X, name="X", n_features=None, owner="MLPClassifier"):
     """Validate a feature matrix; return it as an ndarray (no copy when possible).
 
@@ -75,15 +89,7 @@ def check_X(X, name="X", n_features=None, owner="MLPClassifier"):
                 "X.reshape(1, -1) for a single sample." if arr.ndim == 1 else "")
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape "
                          f"{arr.shape}.{hint}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a "
-                         "minimum of 1 is required.")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum "
-                         "of 1 is required.")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but {owner} is "
-                         f"expecting {n_features} features as input")
+    check_shape(arr.shape, name, n_features, owner)
     if arr.dtype.kind == "f":
         # fast path: a float64 sum of finite float values is finite unless
         # they are near the float64 limit; only then look element by element
