@@ -44,7 +44,20 @@ def lr_schedule(learning_rate, lr_decay, epochs, start_epoch=0):
     return out
 
 
-class DecaySchedule:
+class _Unreduced:
+    """A schedule that a plateau does not change and that keeps no state."""
+
+    def reduce(self):
+        return False
+
+    def get_state(self):
+        return None
+
+    def set_state(self, value):
+        pass
+
+
+class DecaySchedule(_Unreduced):
     """The blog's decay: the rate of epoch ``e`` is ``lr_schedule``'s, a
     function of the epoch count alone, so a run continued later (partial_fit,
     warm_start) goes on where it stopped.  A plateau does not change it: the
@@ -63,15 +76,6 @@ class DecaySchedule:
             self._start, self._rates = epoch, lr_schedule(self.learning_rate, self.lr_decay,
                                                           64, epoch)
         return self._rates[epoch - self._start]
-
-    def reduce(self):
-        return False
-
-    def get_state(self):
-        return None
-
-    def set_state(self, value):
-        pass
 
 
 class AdaptiveSchedule:
@@ -118,7 +122,7 @@ class AdaptiveSchedule:
         self.state.next_rate = value
 
 
-class FixedRates:
+class FixedRates(_Unreduced):
     """The rates of a list, one per epoch, for the epochs from ``start`` on."""
 
     name = "fixed"
@@ -128,15 +132,6 @@ class FixedRates:
 
     def rate(self, epoch):
         return self.rates[epoch - self.start]
-
-    def reduce(self):
-        return False
-
-    def get_state(self):
-        return None
-
-    def set_state(self, value):
-        pass
 
 
 class SampleClock:
