@@ -1,4 +1,5 @@
-"""Shared fixtures: the backends and the compiled backend's two product paths."""
+"""Shared fixtures: the backends, the compiled backend's two product paths and
+its sparse first layer's two ways through a batch."""
 
 import pytest
 
@@ -24,3 +25,13 @@ def gemm_path(request):
     previous = _compiled.set_own_gemm(request.param == "own-gemm")
     yield request.param
     _compiled.set_own_gemm(previous)
+
+
+@pytest.fixture(params=["tiles", "rows"])
+def sparse_mode(request):
+    """Each test once with the sparse first layer's four-row tiles and once
+    row by row (layers built inside the test pick it up)."""
+    from fastmlp.backends import _compiled
+    previous = _compiled.set_sparse_mode(request.param)
+    yield request.param
+    _compiled.set_sparse_mode(previous)

@@ -26,13 +26,6 @@ def _both_gemm_paths(gemm_path):
     return gemm_path
 
 
-@pytest.fixture(params=["tiles", "rows"])
-def sparse_mode(request):
-    previous = ck.set_sparse_mode(request.param)
-    yield request.param
-    ck.set_sparse_mode(previous)
-
-
 def problem(layers, n, seed, kind="labels", weighted=False, values="u8", density=0.25):
     """Sparse rows, initial weights, targets (labels: one-hot; else dense
     multilabel or regression) and sample weights (or None)."""

@@ -25,14 +25,6 @@ def _both_gemm_paths(gemm_path):
     return gemm_path
 
 
-@pytest.fixture(params=["tiles", "rows"])
-def sparse_mode(request):
-    """Each test once with four-row tiles and once row by row."""
-    previous = ck.set_sparse_mode(request.param)
-    yield request.param
-    ck.set_sparse_mode(previous)
-
-
 def sparse_rows(n, m, density, values="u8", seed=0, empty=()):
     """SparseRows of a random (n, m) matrix: uint8 values 1..255 ("u8") or
     float32 values of both signs ("f32"); rows ``empty`` have no entry.  The
