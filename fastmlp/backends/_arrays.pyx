@@ -17,15 +17,21 @@ import numpy as np
 __all__ = ["aligned_empty", "aligned_zeros", "dense_nonzeros"]
 
 
-def aligned_empty(shape, dtype=np.float32, align=64):
-    """:func:`aligned_zeros` without the zeros: for buffers that are written
-    before they are read (no page of a large one is touched here)."""
+def _aligned(shape, dtype, align, allocate):
+    """A C-ordered ``dtype`` array of ``shape`` carved from ``allocate``'s bytes
+    so that its data starts on an ``align``-byte boundary."""
     dtype = np.dtype(dtype)
     n = int(shape) if isinstance(shape, int) else int(np.prod(shape))
-    raw = np.empty(n * dtype.itemsize + align, np.uint8)
+    raw = allocate(n * dtype.itemsize + align, np.uint8)
     cdef unsigned char[::1] view = raw
     start = (-int(<size_t>&view[0])) % align          # (Python's modulo: >= 0)
     return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def aligned_empty(shape, dtype=np.float32, align=64):
+    """:func:`aligned_zeros` without the zeros: for buffers that are written
+    before they are read (no page of a large one is touched here)."""
+    return _aligned(shape, dtype, align, np.empty)
 
 
 def aligned_zeros(shape, dtype=np.float32, align=64):
@@ -33,11 +39,7 @@ def aligned_zeros(shape, dtype=np.float32, align=64):
 
     NumPy's allocations here start 16 bytes past a cache line, so every
     64-byte vector load of a packed weight row would straddle two lines."""
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape)) if np.ndim(shape) else int(shape)
-    raw = np.zeros(n * dtype.itemsize + align, np.uint8)
-    start = (-raw.ctypes.data) % align
-    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+    return _aligned(shape, dtype, align, np.zeros)
 
 
 ctypedef fused dense_t:
