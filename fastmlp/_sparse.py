@@ -192,27 +192,19 @@ def column_stats(rows):
     n, m = rows.shape
     if rows.data.dtype == np.uint8:
         return _uint8_column_stats(rows)
-    nnz = rows.nnz
-    size = min(STATS_CHUNK, max(nnz, 1))
+    size = min(STATS_CHUNK, max(rows.nnz, 1))
     cols, x, d = np.empty(size, np.intp), np.empty(size, np.float64), np.empty(size)
     total, count = np.zeros(m), np.zeros(m, np.int64)
     lo, hi = np.full(m, np.inf), np.full(m, -np.inf)
-    for s in range(0, nnz, size):
-        k = min(size, nnz - s)
-        c, v = cols[:k], x[:k]
-        np.copyto(c, rows.indices[s:s + k], casting="unsafe")
-        np.copyto(v, rows.data[s:s + k], casting="unsafe")
+    for c, v in _entry_chunks(rows, cols, x):
         total += np.bincount(c, weights=v, minlength=m)
         count += np.bincount(c, minlength=m)
         np.minimum.at(lo, c, v)
         np.maximum.at(hi, c, v)
     mean = total / n
     sq = (n - count) * mean * mean
-    for s in range(0, nnz, size):
-        k = min(size, nnz - s)
-        c, v, e = cols[:k], x[:k], d[:k]
-        np.copyto(c, rows.indices[s:s + k], casting="unsafe")
-        np.copyto(v, rows.data[s:s + k], casting="unsafe")
+    for c, v in _entry_chunks(rows, cols, x):
+        e = d[:len(c)]
         np.take(mean, c, out=e)
         np.subtract(v, e, out=e)
         np.multiply(e, e, out=e)
@@ -221,6 +213,18 @@ def column_stats(rows):
     lo[has_zero] = np.minimum(lo[has_zero], 0.0)
     hi[has_zero] = np.maximum(hi[has_zero], 0.0)
     return n, total, sq, lo, hi
+
+
+def _entry_chunks(rows, cols, values):
+    """The entries of ``rows`` chunk by chunk, as views of the buffers
+    ``cols`` (intp) and ``values`` (float64), refilled for each chunk."""
+    nnz, size = rows.nnz, len(cols)
+    for s in range(0, nnz, size):
+        k = min(size, nnz - s)
+        c, v = cols[:k], values[:k]
+        np.copyto(c, rows.indices[s:s + k], casting="unsafe")
+        np.copyto(v, rows.data[s:s + k], casting="unsafe")
+        yield c, v
 
 
 def _uint8_column_stats(rows):
