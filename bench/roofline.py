@@ -40,9 +40,11 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from fastmlp._platform import limits_path
+
 WIDTHS = (32, 70, 256, 1024, 2048)
 BATCHES = (32, 128, 500, 4096, 20000)
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "fastmlp", "machine.json")
+CACHE = limits_path()
 
 
 def gemm_gflops(threads, n=4096, repeats=3):

@@ -33,7 +33,7 @@ from . import datasets
 from ._cli_train import UserError, add_train_parser, run_train
 from ._io import ModelFileError
 from ._loading import load
-from ._platform import build_info, cpu_name
+from ._platform import build_info, cpu_name, measured_limits
 from ._trainer import DivergenceError
 from ._version import __version__
 
@@ -110,7 +110,7 @@ def _info(args):
               f"default threads {b['max_threads']}")
         print(f"large products: {b['gemm']}")
     print(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
-    limits = _measured_limits()
+    limits = measured_limits()
     if limits:
         print(f"measured ({limits['measured']}, bench/roofline.py): GEMM peak "
               f"{limits['gemm_gflops_1_thread']:.0f} GFLOP/s on 1 thread, "
@@ -123,23 +123,6 @@ def _info(args):
         print(f"{lib['internal_api']}: {lib.get('version')} "
               f"({os.path.basename(lib['filepath'])}), {lib['num_threads']} threads")
     return 0
-
-
-def _measured_limits():
-    """The figures bench/roofline.py measured on this CPU (its cache file),
-    or None when there are none, for another CPU, or unreadable."""
-    import json
-    path = os.path.join(os.path.expanduser("~"), ".cache", "fastmlp", "machine.json")
-    try:
-        with open(path) as f:
-            limits = json.load(f)
-        keys = ("gemm_gflops_1_thread", "gemm_gflops_all_threads", "add_gbs", "measured")
-        if limits.get("cpu") != cpu_name() or limits.get("cores") != os.cpu_count() or \
-                not all(isinstance(limits.get(k), (int, float, str)) for k in keys):
-            return None
-        return limits
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 # ------------------------------------------------------------------- main

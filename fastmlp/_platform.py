@@ -11,7 +11,7 @@
 import os
 import platform
 
-__all__ = ["build_info", "cpu_name", "machine", "pyplot"]
+__all__ = ["build_info", "cpu_name", "limits_path", "machine", "measured_limits", "pyplot"]
 
 
 def build_info():
@@ -90,3 +90,24 @@ def pyplot():
     except ImportError as exc:
         raise ImportError('plots need matplotlib: pip install "fastmlp[plot]"') from exc
     return plt
+
+
+def limits_path():
+    """Where bench/roofline.py keeps the limits it measured on this machine."""
+    return os.path.join(os.path.expanduser("~"), ".cache", "fastmlp", "machine.json")
+
+
+def measured_limits():
+    """The figures bench/roofline.py measured on this CPU (its cache file),
+    or None when there are none, for another CPU, or unreadable."""
+    import json
+    try:
+        with open(limits_path()) as f:
+            limits = json.load(f)
+        keys = ("gemm_gflops_1_thread", "gemm_gflops_all_threads", "add_gbs", "measured")
+        if limits.get("cpu") != cpu_name() or limits.get("cores") != os.cpu_count() or \
+                not all(isinstance(limits.get(k), (int, float, str)) for k in keys):
+            return None
+        return limits
+    except (OSError, ValueError, AttributeError):
+        return None
