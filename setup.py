@@ -97,7 +97,8 @@ directives = {
 # kernel and targets (_output), the sparse first layer (_sparse_layer: its
 # state; _sparse_batch: a batch through it) and its checked kernels
 # (_sparse_kernels), the checked kernels that mirror the
-# NumPy twin (_compiled) and the training step (_step); the later modules
+# NumPy twin (_compiled), the update by panels of weight rows (_panels) and
+# the training step (_step); the later modules
 # cimport the earlier ones (see fastmlp/backends/*.pxd).
 extensions = [
     Extension(
@@ -109,7 +110,7 @@ extensions = [
         define_macros=[("FASTMLP_OPENMP", "1" if use_openmp else "0")],
     )
     for name in ("_arrays", "_layers", "_output", "_sparse_layer", "_sparse_batch",
-                 "_sparse_kernels", "_compiled", "_step")
+                 "_sparse_kernels", "_compiled", "_panels", "_step")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,

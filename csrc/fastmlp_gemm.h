@@ -249,17 +249,21 @@ static inline void fm_grad_tile(const float *D, ptrdiff_t ldd, const float *A, p
 
 #define FM_GRAD_CASES(MR)                                                            \
     switch (nv) {                                                                    \
-    case 4: fm_grad_tile(d, n_out, a, lda, rows, g, K, MR, 4, last, accumulate); break; \
-    case 3: fm_grad_tile(d, n_out, a, lda, rows, g, K, MR, 3, last, accumulate); break; \
-    case 2: fm_grad_tile(d, n_out, a, lda, rows, g, K, MR, 2, last, accumulate); break; \
-    default: fm_grad_tile(d, n_out, a, lda, rows, g, K, MR, 1, last, accumulate); break; \
+    case 4: fm_grad_tile(d, ldd, a, lda, rows, g, K, MR, 4, last, accumulate); break; \
+    case 3: fm_grad_tile(d, ldd, a, lda, rows, g, K, MR, 3, last, accumulate); break; \
+    case 2: fm_grad_tile(d, ldd, a, lda, rows, g, K, MR, 2, last, accumulate); break; \
+    default: fm_grad_tile(d, ldd, a, lda, rows, g, K, MR, 1, last, accumulate); break; \
     }
 
 /* G (n_out x K, row stride K) := (accumulate ? G : 0) + D^T . A, with D
- * (rows x n_out, row stride n_out) and A (rows x K, row stride lda). */
+ * (rows x n_out, row stride ldd) and A (rows x K, row stride lda).  A block
+ * of G's rows is computed by passing D + j0 and G + j0 K with the full ldd:
+ * its numbers are those of the whole product's rows j0.. (each element sums
+ * over the rows in order, then is added to G). */
 __attribute__((target("avx512f")))
-static void fm_gemm_gradient(const float *D, ptrdiff_t rows, ptrdiff_t n_out, const float *A,
-                             ptrdiff_t lda, ptrdiff_t K, float *G, int accumulate)
+static void fm_gemm_gradient(const float *D, ptrdiff_t rows, ptrdiff_t n_out, ptrdiff_t ldd,
+                             const float *A, ptrdiff_t lda, ptrdiff_t K, float *G,
+                             int accumulate)
 {
     for (ptrdiff_t c0 = 0; c0 < K; c0 += 64) {
         ptrdiff_t nc = K - c0 < 64 ? K - c0 : 64;
@@ -291,10 +295,11 @@ static void fm_gemm_forward(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff
 {
     (void)A; (void)rows; (void)K; (void)lda; (void)P; (void)NP; (void)Z; (void)n_out;
 }
-static void fm_gemm_gradient(const float *D, ptrdiff_t rows, ptrdiff_t n_out, const float *A,
-                             ptrdiff_t lda, ptrdiff_t K, float *G, int accumulate)
+static void fm_gemm_gradient(const float *D, ptrdiff_t rows, ptrdiff_t n_out, ptrdiff_t ldd,
+                             const float *A, ptrdiff_t lda, ptrdiff_t K, float *G,
+                             int accumulate)
 {
-    (void)D; (void)rows; (void)n_out; (void)A; (void)lda; (void)K; (void)G; (void)accumulate;
+    (void)D; (void)rows; (void)n_out; (void)ldd; (void)A; (void)lda; (void)K; (void)G; (void)accumulate;
 }
 #endif
 

@@ -270,7 +270,7 @@ def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, 
             gb[:] = 0.0
         for k in range(n_out):
             layer_update_row(&W[k, 0], &dW_prev[k, 0], &S2[k, 0],
-                             &Gw[k, 0] if n_in > 0 else NULL, &gb[k], 0, 0, 1, <int>n_in,
+                             &Gw[k, 0] if n_in > 0 else NULL, &gb[k], 0, 0, 1, 1, <int>n_in,
                              <float>l2, <float>l1, &o)
 
 

@@ -50,8 +50,9 @@ cdef extern from "fastmlp_gemm.h" nogil:
                               Py_ssize_t ldw, float *P, Py_ssize_t NP, int part, int parts)
     void fm_gemm_forward(const float *A, Py_ssize_t rows, Py_ssize_t K, Py_ssize_t lda,
                          const float *P, Py_ssize_t NP, float *Z, Py_ssize_t n_out)
-    void fm_gemm_gradient(const float *D, Py_ssize_t rows, Py_ssize_t n_out, const float *A,
-                          Py_ssize_t lda, Py_ssize_t K, float *G, int accumulate)
+    void fm_gemm_gradient(const float *D, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t ldd,
+                          const float *A, Py_ssize_t lda, Py_ssize_t K, float *G,
+                          int accumulate)
 
 
 cdef struct NetC:
@@ -118,7 +119,8 @@ cdef void layer_gradient(const float *D, Py_ssize_t rows, int n_out, const float
                          bint own) noexcept nogil
 cdef double layer_update_row(float *w, float *s1, float *s2, float *G, float *gb,
                              Py_ssize_t G_part_stride, Py_ssize_t gb_part_stride, int parts,
-                             int n_in, float l2, float l1, const fm_opt *o) noexcept nogil
+                             int gb_parts, int n_in, float l2, float l1,
+                             const fm_opt *o) noexcept nogil
 cdef void net_forward(const NetC *net, Py_ssize_t l, const float *A_prev, Py_ssize_t rows,
                       float *A_out, float *scratch) noexcept nogil
 cdef void forward_block(const NetC *net, const float *X, float *out, Py_ssize_t r0,

@@ -290,7 +290,7 @@ cdef void layer_gradient(const float *D, Py_ssize_t rows, int n_out, const float
     fastmlp's AVX-512 product over sgemm.  Rows are summed in order."""
     if n_in > 0:
         if own:
-            fm_gemm_gradient(D, rows, n_out, A_prev, lda, n_in, G, accumulate)
+            fm_gemm_gradient(D, rows, n_out, n_out, A_prev, lda, n_in, G, accumulate)
         else:
             gemm_rowmajor(b'T', b'N', n_out, n_in, <int>rows, 1.0, D, n_out, A_prev,
                           <int>lda, 1.0 if accumulate else 0.0, G, n_in)
@@ -299,17 +299,18 @@ cdef void layer_gradient(const float *D, Py_ssize_t rows, int n_out, const float
 
 cdef double layer_update_row(float *w, float *s1, float *s2, float *G, float *gb,
                              Py_ssize_t G_part_stride, Py_ssize_t gb_part_stride, int parts,
-                             int n_in, float l2, float l1, const fm_opt *o) noexcept nogil:
+                             int gb_parts, int n_in, float l2, float l1,
+                             const fm_opt *o) noexcept nogil:
     """Update one row of a weight matrix: w[0] the bias, w[1:] n_in weights.
 
-    The ``parts`` partial gradients of the row (G for the weights, gb for the
-    bias, each part ``*_part_stride`` floats after the previous one) are
-    summed in part order into part 0; the weights get their regularisation
-    term (l2 w + l1 sign w, the bias none), then one optimiser step updates
-    w, its state s1 (and s2 for adam).  Afterwards G[0:n_in] and gb[0] hold
-    the amounts subtracted.  Returns the row's regularisation cost before
-    the step, or NaN when a new weight is NaN or infinite."""
-    cdef int bad = fm_update_bias(w, s1, s2, gb, gb_part_stride, parts, o)
+    The partial gradients of the row (``parts`` in G for the weights,
+    ``gb_parts`` in gb for the bias, each ``*_part_stride`` floats after the
+    last) are summed in part order into part 0; the weights get their
+    regularisation term (l2 w + l1 sign w, the bias none), then one optimiser
+    step updates w, its state s1 (and s2 for adam).  Afterwards G[0:n_in] and
+    gb[0] hold the amounts subtracted.  Returns the row's regularisation cost
+    before the step, or NaN when a new weight is NaN or infinite."""
+    cdef int bad = fm_update_bias(w, s1, s2, gb, gb_part_stride, gb_parts, o)
     cdef double reg = 0.0
     if n_in > 0:
         reg = fm_update_row(w + 1, s1 + 1, s2 + 1, G, G_part_stride, parts, n_in, l2, l1, o)

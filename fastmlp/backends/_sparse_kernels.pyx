@@ -166,7 +166,7 @@ def sparse_gradient_update(delta, X, idx, W, dW_prev, double lr, double l2, doub
         sl_prepare(&layer.c, &gpart[0], r16(H), 1, &ix[0] if B > 0 else NULL, B)
         for k in range(H):
             gb[k] = gpart[k]
-            layer_update_row(&Wm[k, 0], &Vm[k, 0], &Sm[k, 0], NULL, &gb[k], 0, 0, 1, 0,
+            layer_update_row(&Wm[k, 0], &Vm[k, 0], &Sm[k, 0], NULL, &gb[k], 0, 0, 1, 1, 0,
                              <float>l2, <float>l1, &o)
         sl_update(&layer.c, 1, &D[0, 0] if B > 0 else NULL, <float>l2, <float>l1, &o)
     layer.sync_out()

@@ -10,12 +10,17 @@ kernels of :mod:`fastmlp.backends._layers`, the same functions the checked
 Threads
 -------
 A batch of B rows is cut into ``n_threads`` row slices.  Each slice runs its
-own gather, forward pass, deltas and partial gradient, in an OpenMP loop over
-the slices; the products inside a slice are single-threaded.  The partial
-gradients are then summed in slice order, inside the update pass, so a run
-is deterministic for a given ``n_threads``.  The caller must limit BLAS to
-one thread while more than one slice runs (:meth:`CompiledBackend.thread_plan`
-says so).  Without OpenMP at build time, the slices run one after another.
+own gather, forward pass and deltas, in an OpenMP loop over the slices; the
+products inside a slice are single-threaded.  A second parallel loop then
+updates the weights by panels of 16 rows (:mod:`fastmlp.backends._panels`).
+Each layer's weight gradient is formed one of two ways, chosen per layer by
+a cost model (:func:`~fastmlp.backends._panels.panel_plan`): by rows, a
+partial gradient per slice, summed in slice order by the update; or by
+panels, in the update's jobs from every slice's deltas.  Both give the same
+numbers, and a run is deterministic for a given ``n_threads``.  The caller
+must limit BLAS to one thread while more than one slice runs
+(:meth:`CompiledBackend.thread_plan` says so).  Without OpenMP at build
+time, the slices run one after another.
 
 A sparse X (:class:`fastmlp._sparse.SparseRows`) goes through the sparse
 first layer (:mod:`fastmlp.backends._sparse_layer`): its forward and its
@@ -26,7 +31,6 @@ the network state's arrays).
 """
 
 from cython.parallel cimport prange, threadid
-from libc.stdint cimport int32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
@@ -45,6 +49,7 @@ from ._layers cimport (_Net, alidx, check_lambdas, fm_gather_scale_f32, fm_gathe
                        layer_hidden_delta, layer_update_row, n_threads_of, net_forward, now,
                        own_gemm, r16, set_opt)
 from ._output cimport Targets, output_layer
+from ._panels cimport Panels, StepBufs, panel_job
 from ._sparse_batch cimport (sl_forward, sl_gradient, sl_prepare, sl_update_block,
                              sl_update_done)
 from ._sparse_layer cimport SparseC, SparseLayer, pack_dense_layers
@@ -83,27 +88,18 @@ cdef class CompiledBackend:
     cdef _Net net
     cdef int T
     cdef Py_ssize_t n_rows, Bmax
-    cdef Py_ssize_t CH              # rows per chunk of a slice
     cdef const void *X              # training inputs: uint8, float32 or float64
     cdef int x_kind                 # 0 float32, 1 uint8, 2 float64
     cdef const float *x_mean        # scaling applied while gathering, or NULL
     cdef const float *x_scale
     cdef readonly Targets target_data   # the targets and sample weights, where they lie
-    cdef float *A0
-    cdef float **A
-    cdef float **D
-    cdef float **G
-    cdef float **gb
-    cdef float **V                  # the optimiser's first state per matrix
-    cdef float **V2                 # adam's second moments (else V again)
+    cdef StepBufs bf                # the slices' buffers (see _panels.pxd)
     cdef fm_opt opt
     cdef long step_count
     cdef double *slice_cost
     cdef long *slice_correct
-    cdef double *row_reg
-    cdef Py_ssize_t n_jobs          # rows of all weight matrices together
-    cdef int32_t *job_layer         # layer of each of those rows
-    cdef Py_ssize_t job_first[64]   # first row index of each layer (L <= 64)
+    cdef readonly Panels pn         # the update's jobs
+    cdef bint packed                # the packed weights hold the current ones
     cdef float *scratch
     cdef float l2, l1
     cdef double phase[5]
@@ -145,7 +141,7 @@ cdef class CompiledBackend:
         chunk_rows = config.chunk_rows
         if int(chunk_rows) < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-        self.CH = min(int(chunk_rows), (self.Bmax + self.T - 1) // self.T)
+        self.bf.CH = min(int(chunk_rows), (self.Bmax + self.T - 1) // self.T)
         self.n_rows = X.shape[0]
 
         f32 = np.float32
@@ -162,55 +158,47 @@ cdef class CompiledBackend:
             keep.append(a)
             return a
 
-        self.A = <float **>calloc(L, sizeof(float *))
-        self.D = <float **>calloc(L, sizeof(float *))
-        self.G = <float **>calloc(L, sizeof(float *))
-        self.gb = <float **>calloc(L, sizeof(float *))
-        self.V = <float **>calloc(L, sizeof(float *))
-        self.V2 = <float **>calloc(L, sizeof(float *))
-        if not (self.A and self.D and self.G and self.gb and self.V and self.V2):
+        self.bf.A = <float **>calloc(L, sizeof(float *))
+        self.bf.D = <float **>calloc(L, sizeof(float *))
+        self.bf.G = <float **>calloc(L, sizeof(float *))
+        self.bf.gb = <float **>calloc(L, sizeof(float *))
+        self.bf.V = <float **>calloc(L, sizeof(float *))
+        self.bf.V2 = <float **>calloc(L, sizeof(float *))
+        if not (self.bf.A and self.bf.D and self.bf.G and self.bf.gb and self.bf.V and self.bf.V2):
             raise MemoryError()
         cdef float[::1] m1
         cdef double[::1] md
         cdef long[::1] ml
-        cdef int32_t[::1] mi
         # every slice's part of a buffer starts on a cache line (r16 floats),
         # so no two threads write the same line and vector loads are aligned
-        CH = self.CH
+        CH = self.bf.CH
         m1 = buf(1 if sparse else T * r16(CH * self.net.n_in[0]))
-        self.A0 = &m1[0]
+        self.bf.A0 = &m1[0]
         for l in range(L):
             n_out, n_in = self.net.n_out[l], (0 if sparse and l == 0 else self.net.n_in[l])
             m1 = buf(T * r16(CH * n_out))
-            self.A[l] = &m1[0]
+            self.bf.A[l] = &m1[0]
             m1 = buf(T * r16(CH * n_out))
-            self.D[l] = &m1[0]
+            self.bf.D[l] = &m1[0]
             m1 = buf(T * r16(n_out * max(n_in, 1)))
-            self.G[l] = &m1[0]
+            self.bf.G[l] = &m1[0]
             m1 = buf(T * r16(n_out))
-            self.gb[l] = &m1[0]
+            self.bf.gb[l] = &m1[0]
             V = check_state(velocities[l], f"velocities[{l}]", n_out, self.net.n_in[l])
-            self.V[l] = self.V2[l] = <float *><size_t>V.ctypes.data
+            self.bf.V[l] = self.bf.V2[l] = <float *><size_t>V.ctypes.data
             if n_states == 2:
                 V = check_state(states2[l], f"states2[{l}]", n_out, self.net.n_in[l])
-                self.V2[l] = <float *><size_t>V.ctypes.data
+                self.bf.V2[l] = <float *><size_t>V.ctypes.data
         md = buf(8 * T, np.float64)
         self.slice_cost = &md[0]
         ml = buf(8 * T, np.int_)
         self.slice_correct = &ml[0]
-        if L > 64:
-            raise ValueError(f"at most 64 weight matrices are supported, got {L}")
-        self.n_jobs = 0
-        for l in range(L):
-            self.job_first[l] = self.n_jobs
-            self.n_jobs += self.net.n_out[l]
-        layer_of_row = np.repeat(np.arange(L, dtype=np.int32),
-                                 [self.net.n_out[l] for l in range(L)])
-        keep.append(layer_of_row)
-        mi = layer_of_row
-        self.job_layer = &mi[0]
-        md = buf(self.n_jobs, np.float64)
-        self.row_reg = &md[0]
+        self.pn = Panels([self.net.n_in[l] for l in range(L)],
+                         [self.net.n_out[l] for l in range(L)], self.Bmax, T, chunk_rows,
+                         own_gemm(), sparse, config.keep_steps)
+        self.bf.by_panels, self.bf.sparse0 = self.pn.by_panels, sparse
+        self.bf.panel_G, self.bf.panel_G_stride = self.pn.panel_G, self.pn.panel_G_stride
+        self.packed = False
         m1 = buf(T * r16(self.net.widest))
         self.scratch = &m1[0]
         self.sp, self.D0 = None, NULL
@@ -226,12 +214,12 @@ cdef class CompiledBackend:
         self._keep = keep
 
     def __dealloc__(self):
-        free(self.A)
-        free(self.D)
-        free(self.G)
-        free(self.gb)
-        free(self.V)
-        free(self.V2)
+        free(self.bf.A)
+        free(self.bf.D)
+        free(self.bf.G)
+        free(self.bf.gb)
+        free(self.bf.V)
+        free(self.bf.V2)
 
     @staticmethod
     def thread_plan(n_threads, predict=False):
@@ -262,6 +250,7 @@ cdef class CompiledBackend:
         if int(value) < 0:
             raise ValueError(f"step must be >= 0, got {value}")
         self.step_count = int(value)
+        self.packed = False         # (set when the trainer rewinds the weights)
 
     #: The compiled step cannot be interrupted half-way: it runs without the
     #: GIL, so a KeyboardInterrupt is raised only once it has returned.
@@ -290,6 +279,7 @@ cdef class CompiledBackend:
 
     def sync_in(self):
         """Take the sparse first layer's weights and states from the state's arrays."""
+        self.packed = False
         if self.sp is not None:
             self.sp.sync_in_arrays()
 
@@ -306,11 +296,14 @@ cdef class CompiledBackend:
         for l in range(self.net.L):
             n_out, n_in = self.net.n_out[l], self.net.n_in[l]
             step = np.empty((n_out, 1 + n_in), np.float32)
-            step[:, 0] = np.asarray(<float[:n_out]>self.gb[l])
+            step[:, 0] = np.asarray(<float[:n_out]>self.bf.gb[l])
             if l == 0 and self.sp is not None:
                 step[:, 1:] = self.sp.recorded()
+            elif self.bf.by_panels[l] and self.bf.panel_G != NULL:
+                raise RuntimeError(f"last_step: layer {l}'s step was not kept "
+                                   "(BackendConfig(keep_steps=False))")
             else:
-                step[:, 1:] = np.asarray(<float[:n_out * n_in]>self.G[l]).reshape(n_out, n_in)
+                step[:, 1:] = np.asarray(<float[:n_out * n_in]>self.bf.G[l]).reshape(n_out, n_in)
             out.append(step)
         return out
 
@@ -340,10 +333,12 @@ cdef class CompiledBackend:
         if bad >= 0:
             raise ValueError(f"idx[{bad}] = {idx[bad]} is out of range for {self.n_rows} rows")
         with nogil:
-            t0 = now()
-            for s in prange(T, schedule="static", chunksize=1, num_threads=T):
-                self.net.repack_part(s, T)  # (a 1024-wide layer: 0.4 ms on one thread)
-            self.phase[1] += now() - t0
+            if not self.packed:     # else the last update packed each panel it wrote
+                t0 = now()
+                for s in prange(T, schedule="static", chunksize=1, num_threads=T):
+                    self.net.repack_part(s, T)
+                self.phase[1] += now() - t0
+                self.packed = True
             if T > 1:
                 for s in prange(T, schedule="static", chunksize=1, num_threads=T):
                     self._slice(s, T, &idx[0], b)
@@ -354,12 +349,12 @@ cdef class CompiledBackend:
                 correct += self.slice_correct[8 * s]
             t0 = now()
             if self.sp is not None:         # its bias gradient summed, its entries sorted
-                sl_prepare(&self.sp.c, self.gb[0], r16(self.net.n_out[0]), T, &idx[0], b)
+                sl_prepare(&self.sp.c, self.bf.gb[0], r16(self.net.n_out[0]), T, &idx[0], b)
                 self.phase[0] += now() - t0
             t0 = now()
             self.step_count += 1
             fm_opt_prepare(&self.opt, <float>lr, self.step_count)
-            reg = self._update(T)
+            reg = self._update(T, b)
             if self.sp is not None:         # its blocks' costs, centring term, bias
                 reg += sl_update_done(&self.sp.c)
             self.phase[4] += now() - t0
@@ -390,11 +385,11 @@ cdef class CompiledBackend:
         stays in the core's cache whatever the batch size.  Every buffer used
         here belongs to slice s alone."""
         cdef Py_ssize_t r0 = s * b // T, r1 = (s + 1) * b // T, c0, rows
-        cdef Py_ssize_t CH = self.CH
+        cdef Py_ssize_t CH = self.bf.CH
         cdef int L = self.net.L, l, first = 1
         cdef int n0 = self.net.n_in[0], n_in, n_out, K = self.net.n_out[L - 1]
         cdef float *scratch = self.scratch + s * r16(self.net.widest)
-        cdef float *A0 = self.A0 + s * r16(CH * n0)
+        cdef float *A0 = self.bf.A0 + s * r16(CH * n0)
         cdef const float *A_prev
         cdef double t0 = now(), t1
         self.slice_cost[8 * s] = 0.0
@@ -410,26 +405,26 @@ cdef class CompiledBackend:
             # forward (the sparse first layer's from the CSR rows)
             A_prev = A0
             if sp != NULL:
-                A_prev = self.A[0] + s * r16(CH * self.net.n_out[0])
+                A_prev = self.bf.A[0] + s * r16(CH * self.net.n_out[0])
                 sl_forward(sp, s, idx + c0, rows, <float *>A_prev, scratch,
                            self.net.c.hidden_act if L > 1 else self.net.c.out_act)
             for l in range(1 if sp != NULL else 0, L):
                 n_out = self.net.n_out[l]
-                net_forward(&self.net.c, l, A_prev, rows, self.A[l] + s * r16(CH * n_out),
+                net_forward(&self.net.c, l, A_prev, rows, self.bf.A[l] + s * r16(CH * n_out),
                             scratch)
-                A_prev = self.A[l] + s * r16(CH * n_out)
+                A_prev = self.bf.A[l] + s * r16(CH * n_out)
             if s == 0:
                 t1 = now(); self.phase[1] += t1 - t0; t0 = t1
             # output delta, cost and accuracy of the chunk: targets and
             # weights read through the chunk's indices
-            self.slice_cost[8 * s] += output_layer(&self.target_data.c, self.A[L - 1] + s * r16(CH * K),
-                                                   idx + c0, self.D[L - 1] + s * r16(CH * K),
+            self.slice_cost[8 * s] += output_layer(&self.target_data.c, self.bf.A[L - 1] + s * r16(CH * K),
+                                                   idx + c0, self.bf.D[L - 1] + s * r16(CH * K),
                                                    rows, &self.slice_correct[8 * s])
             # hidden deltas: D_{l-1} = (D_l . W_l[:, 1:]) * act'(A_{l-1})
             for l in range(L - 1, 0, -1):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]
                 layer_hidden_delta(self._delta(l, s, c0), n_out, rows, n_out,
-                                   self.net.W[l], n_in + 1, self.A[l - 1] + s * r16(CH * n_in),
+                                   self.net.W[l], n_in + 1, self.bf.A[l - 1] + s * r16(CH * n_in),
                                    n_in, n_in, self._delta(l - 1, s, c0),
                                    self.net.c.hidden_act)
             if s == 0:
@@ -437,13 +432,15 @@ cdef class CompiledBackend:
             # this chunk's share of the slice's partial gradient
             for l in range(L):
                 n_out, n_in = self.net.n_out[l], self.net.n_in[l]
-                A_prev = A0 if l == 0 else self.A[l - 1] + s * r16(CH * n_in)
+                A_prev = A0 if l == 0 else self.bf.A[l - 1] + s * r16(CH * n_in)
                 if l == 0 and sp != NULL:       # its bias here, its weights by tiles
                     n_in = 0
                     sl_gradient(sp, s, rows, self._delta(0, s, c0), n_out)
+                elif self.bf.by_panels[l]:      # its bias here, its weights by panels
+                    n_in = 0
                 layer_gradient(self._delta(l, s, c0), rows, n_out, A_prev, n_in,
-                               n_in, self.G[l] + s * r16(n_out * n_in),
-                               self.gb[l] + s * r16(n_out), not first, self.net.c.P != NULL)
+                               n_in, self.bf.G[l] + s * r16(n_out * n_in),
+                               self.bf.gb[l] + s * r16(n_out), not first, self.net.c.P != NULL)
             if s == 0:
                 t1 = now(); self.phase[3] += t1 - t0; t0 = t1
             first = 0
@@ -454,47 +451,48 @@ cdef class CompiledBackend:
         slice's buffer, or the sparse first layer's rows of the batch-wide D0."""
         if l == 0 and self.D0 != NULL:
             return self.D0 + c0 * self.net.n_out[0]
-        return self.D[l] + s * r16(self.CH * self.net.n_out[l])
+        return self.bf.D[l] + s * r16(self.bf.CH * self.net.n_out[l])
 
-    cdef double _update(self, int T) noexcept nogil:
-        """Sum the T partial gradients, regularise and update every weight.
+    cdef double _update(self, int T, Py_ssize_t b) noexcept nogil:
+        """Sum the T partial gradients, regularise and update every weight,
+        one panel of 16 rows of a matrix per job (:func:`_panels.panel_job`,
+        which also forms the gradient of a layer that goes by panels, and
+        packs the panel's new weights for the next forward pass).
 
-        One parallel loop over the rows of all layers, dealt out round robin
-        in blocks of 8 rows (the long rows of layer 0 are shared evenly, and
-        a block is long enough for the prefetcher); each row's part of the
-        regularisation cost is summed afterwards in row order, so the result
-        does not depend on the thread count.  The sparse first layer's blocks
-        of features are jobs of the same loop (one fork and join a step)."""
-        cdef Py_ssize_t j, n = self.n_jobs + (self.sp.c.NB if self.D0 != NULL else 0)
+        Jobs are dealt out round robin; each row's part of the regularisation
+        cost is summed afterwards in row order, so the result does not depend
+        on the thread count.  The sparse first layer's blocks of features are
+        jobs of the same loop (one fork and join a step)."""
+        cdef Py_ssize_t j, n = self.pn.n_jobs + (self.sp.c.NB if self.D0 != NULL else 0)
         cdef double reg = 0.0
+        for j in range(T):
+            self.pn.grad_seconds[8 * j] = 0.0
         if T > 1:
-            for j in prange(n, schedule="static", chunksize=8, num_threads=T):
-                self._update_row(j, T)
+            for j in prange(n, schedule="static", chunksize=1, num_threads=T):
+                self._job(j, T, b)
         else:
             for j in range(n):
-                self._update_row(j, T)
+                self._job(j, T, b)
         # summed even when both lambdas are 0: a row whose update made a
         # weight NaN or infinite reports NaN, and so does the batch
-        for j in range(self.n_jobs):
-            reg += self.row_reg[j]
+        for j in range(self.pn.n_rows):
+            reg += self.pn.row_reg[j]
+        self.phase[3] += self.pn.grad_seconds[0]    # (thread 0's share, like the slices')
+        self.phase[4] -= self.pn.grad_seconds[0]
         return reg
 
-    cdef inline void _update_row(self, Py_ssize_t j, int T) noexcept nogil:
-        if j >= self.n_jobs:
-            self.sp.c.block_reg[j - self.n_jobs] = sl_update_block(
-                &self.sp.c, j - self.n_jobs, threadid(), self.sp.c.gbsum, self.D0,
-                self.net.n_out[0], self.l2, self.l1, &self.opt)
+    cdef inline void _job(self, Py_ssize_t j, int T, Py_ssize_t b) noexcept nogil:
+        cdef int t = threadid(), l
+        if j >= self.pn.n_jobs:
+            j -= self.pn.n_jobs
+            self.sp.c.block_reg[j] = sl_update_block(&self.sp.c, j, t, self.sp.c.gbsum,
+                                                     self.D0, self.net.n_out[0], self.l2,
+                                                     self.l1, &self.opt)
             return
-        cdef int l = self.job_layer[j]
-        cdef Py_ssize_t i = j - self.job_first[l]
-        cdef int n_in = self.net.n_in[l], n_out = self.net.n_out[l]
-        cdef Py_ssize_t at = i * (n_in + 1)
-        if l == 0 and self.D0 != NULL:
-            n_in = 0            # the sparse first layer: the bias here, the weights by blocks
-        self.row_reg[j] = layer_update_row(self.net.W[l] + at, self.V[l] + at, self.V2[l] + at,
-                                           self.G[l] + i * n_in, self.gb[l] + i,
-                                           r16(<Py_ssize_t>n_out * n_in), r16(n_out), T,
-                                           n_in, self.l2, self.l1, &self.opt)
+        l = self.pn.job_layer[j]
+        cdef double *seconds = self.pn.grad_seconds + 8 * t
+        seconds[0] += panel_job(&self.net.c, &self.bf, l, self.pn.job_row[j], T, b, self.l2,
+                                self.l1, &self.opt, self.pn.row_reg + self.pn.row_first[l], t)
 
 
 _Backend.register(CompiledBackend)

@@ -1,0 +1,123 @@
+"""The update by panels (fastmlp.backends._panels): a layer's gradient formed
+by rows (a partial gradient per slice) or by panels (in the update's jobs)
+gives the same weights bit for bit, the plan is the documented one, and the
+packed weights the update writes stay in step with the weights."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastmlp import MLPClassifier, NetworkState
+from fastmlp.backends import BackendConfig, backend_class
+from fastmlp.backends._panels import panel_plan
+from fastmlp.datasets import load_digits
+
+from _reference import random_problem
+
+compiled = pytest.importorskip("fastmlp.backends._compiled")
+needs_own = pytest.mark.skipif(not compiled.OWN_GEMM_AVAILABLE,
+                               reason="panels need fastmlp's AVX-512 products")
+
+
+def fit(split, monkeypatch, X, y, **kw):
+    monkeypatch.setenv("FASTMLP_SPLIT", split)
+    return MLPClassifier(**dict(dict(epochs=3, random_state=0, backend="compiled"), **kw)).fit(X, y)
+
+
+@needs_own
+@pytest.mark.parametrize("threads", [2, 3, 5])
+@pytest.mark.parametrize("how", [
+    dict(hidden_layer_sizes=(40, 20), batch_size=60, optimizer="adam"),
+    dict(hidden_layer_sizes=(70, 30), batch_size=100, activation="sigmoid", output="sigmoid",
+         optimizer="sgd", momentum=0.9, l2=0.01, l1=0.001),
+    dict(hidden_layer_sizes=(33,), batch_size=37, activation="tanh", optimizer="rmsprop"),
+    dict(hidden_layer_sizes=(50, 50), batch_size=64, sparse=True),
+], ids=["adam", "sgd-l1-l2", "rmsprop-odd", "sparse"])
+def test_rows_and_panels_give_the_same_weights(how, threads, monkeypatch):
+    (X, y), _ = load_digits()
+    how = dict(how)
+    if how.pop("sparse", False):
+        X = sp.csr_matrix(X)
+    a = fit("rows", monkeypatch, X, y, n_threads=threads, **how)
+    b = fit("panels", monkeypatch, X, y, n_threads=threads, **how)
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(a.loss_curve_, b.loss_curve_)
+    # and the two plans really were different ones
+    plans = []
+    for split in ("rows", "panels"):
+        monkeypatch.setenv("FASTMLP_SPLIT", split)
+        plans.append(make((64, 40, 20, 10), 200, how.get("batch_size", 60), threads).pn
+                     .by_panels_flags)
+    assert not any(plans[0]) and all(plans[1])
+
+
+def make(layers, n, batch, threads, keep_steps=True, seed=0, with_state=False):
+    """A compiled backend on a random problem (and the state it trains)."""
+    weights, X, Y = random_problem(layers, batch=n, seed=seed)
+    state = NetworkState(layers, [W.copy() for W in weights])
+    cfg = BackendConfig(batch_size=batch, n_threads=threads, keep_steps=keep_steps,
+                        momentum=0.5, l2=0.01)
+    bk = backend_class("compiled")(X, Y, state, cfg)
+    return (bk, state) if with_state else bk
+
+
+@needs_own
+def test_last_step_is_kept_by_panels_unless_asked_not_to(monkeypatch):
+    idx = np.arange(40, dtype=np.intp)
+    steps = {}
+    for split in ("rows", "panels"):
+        monkeypatch.setenv("FASTMLP_SPLIT", split)
+        bk = make((30, 20, 5), 100, 40, 2)
+        bk.train_batch(idx, 0.1)
+        steps[split] = bk.last_step()
+    for p, q in zip(steps["rows"], steps["panels"]):
+        np.testing.assert_array_equal(p, q)
+    bk = make((30, 20, 5), 100, 40, 2, keep_steps=False)
+    bk.train_batch(idx, 0.1)
+    with pytest.raises(RuntimeError, match="keep_steps=False"):
+        bk.last_step()
+
+
+@needs_own
+def test_weights_changed_between_steps_are_repacked_after_sync_in(monkeypatch):
+    """The update packs the weights it writes for the next step's forward
+    pass; weights put back from outside (a rewind) must be packed again."""
+    monkeypatch.setenv("FASTMLP_SPLIT", "panels")
+    layers, idx = (30, 20, 5), np.arange(40, dtype=np.intp)
+    a, sa = make(layers, 100, 40, 2, with_state=True)
+    before = [W.copy() for W in sa.weights]
+    a.train_batch(idx, 0.1)
+    for W, W0 in zip(sa.weights, before):       # back to the start, as a rewind does
+        W[...] = W0
+    for V in sa.state1:
+        V[...] = 0
+    a.sync_in()
+    a.step = 0
+    cost_a = a.train_batch(idx, 0.1)
+    b, sb = make(layers, 100, 40, 2, with_state=True)
+    cost_b = b.train_batch(idx, 0.1)
+    assert cost_a == cost_b
+    for p, q in zip(sa.weights, sb.weights):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_panel_plan_follows_the_rules():
+    sizes = dict(n_in=[784, 2048], n_out=[2048, 10])
+    # two slices of 16 rows, wide layers: panels where they move less memory
+    assert panel_plan(**sizes, batch=32, n_threads=2, chunk_rows=256, own=True,
+                      sparse=False) == [True, True]
+    # forced either way; never on one thread, on sgemm or over several chunks
+    for split, want in (("rows", [False, False]), ("panels", [True, True])):
+        assert panel_plan(**sizes, batch=32, n_threads=2, chunk_rows=256, own=True,
+                          sparse=False, split=split) == want
+    for kw in (dict(n_threads=1, own=True, batch=32), dict(n_threads=2, own=False, batch=32),
+               dict(n_threads=2, own=True, batch=513)):
+        assert panel_plan(**sizes, chunk_rows=256, sparse=False, split="panels", **kw) == \
+            [False, False]
+    # the sparse first layer never
+    assert panel_plan(**sizes, batch=32, n_threads=2, chunk_rows=256, own=True, sparse=True,
+                      split="panels") == [False, True]
+    with pytest.raises(ValueError, match="FASTMLP_SPLIT must be one of"):
+        panel_plan(**sizes, batch=32, n_threads=2, chunk_rows=256, own=True, sparse=False,
+                   split="columns")
