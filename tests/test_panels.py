@@ -104,9 +104,15 @@ def test_weights_changed_between_steps_are_repacked_after_sync_in(monkeypatch):
 
 def test_panel_plan_follows_the_rules():
     sizes = dict(n_in=[784, 2048], n_out=[2048, 10])
-    # two slices of 16 rows, wide layers: panels where they move less memory
+    # two slices of 16 rows: the wide layer by panels, the 10 x 2048 output
+    # layer (whose partial gradients stay in L2) by rows
     assert panel_plan(**sizes, batch=32, n_threads=2, chunk_rows=256, own=True,
-                      sparse=False) == [True, True]
+                      sparse=False) == [True, False]
+    # two slices of 250 rows: by rows, as the blog network at batch 500
+    assert panel_plan(**sizes, batch=500, n_threads=2, chunk_rows=256, own=True,
+                      sparse=False) == [False, False]
+    assert panel_plan([784, 70, 30], [70, 30, 10], batch=500, n_threads=2, chunk_rows=256,
+                      own=True, sparse=False) == [False, False, False]
     # forced either way; never on one thread, on sgemm or over several chunks
     for split, want in (("rows", [False, False]), ("panels", [True, True])):
         assert panel_plan(**sizes, batch=32, n_threads=2, chunk_rows=256, own=True,

@@ -61,10 +61,12 @@ def panel_plan(n_in, n_out, batch, n_threads, chunk_rows, own, sparse, split=Non
         raise ValueError(f"FASTMLP_SPLIT must be one of {', '.join(SPLITS)}, got {split!r}")
     one_chunk = -(-batch // n_threads) <= chunk_rows
     possible = own and n_threads > 1 and one_chunk and split != "rows"
+    cache = l2_cache_bytes()
     out = []
     for l, (k, m) in enumerate(zip(n_in, n_out)):
         ok = possible and not (sparse and l == 0)
-        out.append(bool(ok and (split == "panels" or _panels_cheaper(k, m, batch, n_threads))))
+        out.append(bool(ok and (split == "panels" or
+                                panels_cheaper(k, m, batch, n_threads, cache))))
     return out
 
 
@@ -101,10 +103,35 @@ cdef class Panels:
         return [bool(f) for f in self._keep[0]]
 
 
-def _panels_cheaper(n_in, n_out, batch, T):
-    """The cost model (bytes moved per step beyond what both ways move)."""
-    rows_way = 2.0 * (T - 1) * n_out * n_in           # T partials written, T read
-    panels_way = (n_out + 15) // 16 * batch * n_in / 4.0    # every panel reads the input
+def l2_cache_bytes():
+    """The first core's L2 cache size (Linux sysfs), or 1 MiB when unknown."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            text = f.read().strip().upper()
+        scale = {"K": 2 ** 10, "M": 2 ** 20}.get(text[-1:], 1)
+        return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        return 2 ** 20
+
+
+def panels_cheaper(n_in, n_out, batch, T, l2_bytes):
+    """The cost model: True when forming an (n_out x n_in) layer's gradient by
+    panels moves fewer bytes per step than by rows, in T slices of a batch.
+
+    By rows, T - 1 extra partial gradients are written and read back (2 (T-1)
+    n_out n_in floats), at full cost when one partial overflows the L2 cache
+    and at a quarter when it stays there.  By panels, each of the
+    ceil(n_out / 16) jobs reads the layer's whole input (batch x n_in
+    floats): a fifth of the cost from L2, half from the shared L3.  Ties go
+    to rows.  (The weights were fitted to runs on Zen 5 with 2 threads, in
+    the README's "Threads" section: panels won by 10-30 % at batch 32 for
+    widths 1024 and 2048, by 2-5 % at batch 64-128 for widths 512-2048, and
+    lost by 4-37 % where the slices have 100 or more rows and the
+    partial gradients fit in L2.)"""
+    partial = 4.0 * n_out * n_in
+    rows_way = 2.0 * (T - 1) * partial * (1.0 if partial > l2_bytes else 0.25)
+    inputs = 4.0 * batch * n_in
+    panels_way = (n_out + 15) // 16 * inputs * (0.2 if inputs <= l2_bytes else 0.5)
     return panels_way < rows_way
 
 
