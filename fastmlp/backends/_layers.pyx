@@ -20,7 +20,6 @@ these same functions, so a kernel-twin test tests the code that trains.
 Prediction (:func:`network_outputs`, checked, and re-exported by
 ``_compiled``) sends blocks of rows through every layer with the same
 ``layer_forward``.
-(This is the two-layer shape of scikit-learn's ``_cython_blas``.)
 
 Every operand here is row-major: a matrix with row stride ``ld`` (in
 floats) and unit column stride.  BLAS is column-major, so a row-major product
@@ -89,8 +88,8 @@ _check_registry()
 #: True when the extension was built with OpenMP (multi-threaded slices).
 HAVE_OPENMP = bool(FM_HAVE_OPENMP)
 
-# The step's two large products use fastmlp's own AVX-512 kernels
-# (csrc/fastmlp_gemm.h) when the CPU has AVX-512F, sgemm otherwise.
+# The step's products (forward, hidden delta, gradient) use fastmlp's own
+# AVX-512 kernels (csrc/fastmlp_gemm.h) where the CPU has AVX-512F, else sgemm;
 # FASTMLP_GEMM=blas in the environment makes every product go to sgemm.
 cdef bint _OWN_AVAILABLE = fm_own_gemm_available() != 0
 cdef bint _OWN = _OWN_AVAILABLE and os.environ.get("FASTMLP_GEMM", "").lower() != "blas"
@@ -110,9 +109,8 @@ def gemm_kind():
 
 
 def set_own_gemm(bint flag):
-    """Use (True, where the CPU allows) or bypass fastmlp's AVX-512 kernels for
-    objects created from now on; returns the previous setting.  For tests and
-    benchmarks that compare the two paths."""
+    """Use (True, where the CPU allows) or bypass fastmlp's AVX-512 kernels from
+    now on; returns the previous setting (for tests comparing the two paths)."""
     global _OWN
     previous = _OWN
     _OWN = flag and _OWN_AVAILABLE
@@ -267,13 +265,17 @@ cdef void layer_hidden_delta(const float *D_next, Py_ssize_t ldd, Py_ssize_t row
                              int kind) noexcept nogil:
     """D_out (rows x n, row stride n) := (D_next . W_next[:, 1:]) * act'(A).
 
-    One sgemm (the bias column of W_next skipped through its leading
-    dimension), then one elementwise pass that takes the derivative from the
+    One product (the bias column of W_next skipped through its leading
+    dimension; fastmlp's AVX-512 kernel reads W_next as it lies, else
+    sgemm), then one elementwise pass that takes the derivative from the
     forward output A (row stride lda): sigmoid A (1 - A), tanh 1 - A^2,
     relu [A > 0]."""
     cdef Py_ssize_t i
-    gemm_rowmajor(b'N', b'N', <int>rows, n, n_next, 1.0, D_next, <int>ldd,
-                  W_next + 1, <int>ldw, 0.0, D_out, n)
+    if _OWN:
+        fm_gemm_forward(D_next, rows, n_next, ldd, W_next + 1, ldw, D_out, n)
+    else:
+        gemm_rowmajor(b'N', b'N', <int>rows, n, n_next, 1.0, D_next, <int>ldd,
+                      W_next + 1, <int>ldw, 0.0, D_out, n)
     if lda == n:
         fm_mul_act_deriv(D_out, A, rows * n, kind)
     else:
@@ -444,16 +446,11 @@ cdef class _Net:
             if l < self.L - 1:
                 self.widest_hidden = max(self.widest_hidden, W.shape[0])
             prev = W.shape[0]
-        self.c.L = self.L
-        self.c.n_in = self.n_in
-        self.c.n_out = self.n_out
-        self.c.W = self.W
-        self.c.P = NULL
-        self.c.NP = NULL
+        self.c.L, self.c.n_in, self.c.n_out, self.c.W = self.L, self.n_in, self.n_out, self.W
+        self.c.P, self.c.NP = NULL, NULL
         self.c.hidden_act = _activation(activation).c_id
         self.c.out_act = out_kind(output)
-        self.P = NULL
-        self.NP = NULL
+        self.P, self.NP = NULL, NULL
 
     cdef int enable_packing(self) except -1:
         """Allocate the packed weights for fm_gemm_forward, if it is in use."""
