@@ -81,10 +81,12 @@ def torch_gflops(threads, n=4096, repeats=3):
     return 2.0 * n ** 3 / best / 1e9
 
 
-def own_gflops(threads, rows=4096, k=784, n=80, repeats=3):
+def own_gflops(threads, rows=16384, k=784, n=80, repeats=10):
     """Best GFLOP/s of fastmlp's own forward product (AVX-512) run by
     ``threads`` Python threads at once (the kernel releases the GIL), or
-    None where the CPU or the build has none."""
+    None where the CPU or the build has none.  (Best of 10 runs of about
+    8 ms: with 3 runs of 2 ms, one busy moment of the other core gave 310
+    GFLOP/s on 2 threads of Zen 5 instead of 431.)"""
     from concurrent.futures import ThreadPoolExecutor
     try:
         from fastmlp.backends import _compiled
