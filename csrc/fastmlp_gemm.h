@@ -192,20 +192,18 @@ static inline void fm_fwd_tile(const float *A, ptrdiff_t lda, ptrdiff_t K, const
 
 #define FM_FWD_CASES(MR)                                                             \
     switch (nv) {                                                                    \
-    case 5: fm_fwd_tile(a, lda, nk, p, NP, z, ldz, MR, 5, last, k0 > 0); break;      \
-    case 4: fm_fwd_tile(a, lda, nk, p, NP, z, ldz, MR, 4, last, k0 > 0); break;      \
-    case 3: fm_fwd_tile(a, lda, nk, p, NP, z, ldz, MR, 3, last, k0 > 0); break;      \
-    case 2: fm_fwd_tile(a, lda, nk, p, NP, z, ldz, MR, 2, last, k0 > 0); break;      \
-    default: fm_fwd_tile(a, lda, nk, p, NP, z, ldz, MR, 1, last, k0 > 0); break;     \
+    case 5: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 5, last, k0 > 0); break;    \
+    case 4: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 4, last, k0 > 0); break;    \
+    case 3: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 3, last, k0 > 0); break;    \
+    case 2: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 2, last, k0 > 0); break;    \
+    default: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 1, last, k0 > 0); break;   \
     }
 
-/* Z (rows x n_out, row stride ldz) := A (rows x K, row stride lda) . P,
+/* Z (rows x n_out, row stride n_out) := A (rows x K, row stride lda) . P,
  * with P (K x n_out, row stride NP >= n_out) packed by fm_pack_weights, or
  * any such matrix: no float past column n_out of a row of P is read (the
  * last vector's load is masked), so the hidden delta's D . W[:, 1:] runs
- * here on W itself (P = W + 1, NP = 1 + n_in).  A block of Z's columns
- * c0.. (c0 a multiple of 80) is computed by passing P + c0 and Z + c0: its
- * numbers are those of the whole product's columns.
+ * here on W itself (P = W + 1, NP = 1 + n_in).
  *
  * Long k's go in blocks of 512, so that a block of A (rows x 512) and of P
  * (512 x 80) stay in L2 together.  On one Zen 5 core, with the packing
@@ -213,13 +211,12 @@ static inline void fm_fwd_tile(const float *A, ptrdiff_t lda, ptrdiff_t K, const
  * from 174 to 205; K = 784 is best in one pass (214 against 207-210). */
 __attribute__((target("avx512f")))
 static void fm_gemm_forward(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t lda,
-                            const float *P, ptrdiff_t NP, float *Z, ptrdiff_t n_out,
-                            ptrdiff_t ldz)
+                            const float *P, ptrdiff_t NP, float *Z, ptrdiff_t n_out)
 {
     if (K <= 0) {
         for (ptrdiff_t i = 0; i < rows; ++i)
             for (ptrdiff_t j = 0; j < n_out; ++j)
-                Z[i * ldz + j] = 0.0f;
+                Z[i * n_out + j] = 0.0f;
         return;
     }
     /* a block of P (kc x 80 floats) of at most 256 KiB, else 512 k's */
@@ -234,12 +231,12 @@ static void fm_gemm_forward(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff
             ptrdiff_t i = 0;
             for (; i + 6 <= rows; i += 6) {
                 const float *a = A + i * lda + k0;
-                float *z = Z + i * ldz + c0;
+                float *z = Z + i * n_out + c0;
                 FM_FWD_CASES(6)
             }
             if (i < rows) {
                 const float *a = A + i * lda + k0;
-                float *z = Z + i * ldz + c0;
+                float *z = Z + i * n_out + c0;
                 switch ((int)(rows - i)) {
                 case 5: FM_FWD_CASES(5) break;
                 case 4: FM_FWD_CASES(4) break;
@@ -327,11 +324,9 @@ static void fm_gemm_gradient(const float *D, ptrdiff_t rows, ptrdiff_t n_out, pt
 }
 #else
 static void fm_gemm_forward(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t lda,
-                            const float *P, ptrdiff_t NP, float *Z, ptrdiff_t n_out,
-                            ptrdiff_t ldz)
+                            const float *P, ptrdiff_t NP, float *Z, ptrdiff_t n_out)
 {
     (void)A; (void)rows; (void)K; (void)lda; (void)P; (void)NP; (void)Z; (void)n_out;
-    (void)ldz;
 }
 static void fm_gemm_gradient(const float *D, ptrdiff_t rows, ptrdiff_t n_out, ptrdiff_t ldd,
                              const float *A, ptrdiff_t lda, ptrdiff_t K, float *G,

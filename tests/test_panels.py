@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from fastmlp import MLPClassifier, NetworkState
 from fastmlp.backends import BackendConfig, backend_class
-from fastmlp.backends._panels import column_plan, panel_plan
+from fastmlp.backends._panels import panel_plan
 from fastmlp.datasets import load_digits
 
 from _reference import random_problem
@@ -32,10 +32,7 @@ def fit(split, monkeypatch, X, y, **kw):
          optimizer="sgd", momentum=0.9, l2=0.01, l1=0.001),
     dict(hidden_layer_sizes=(33,), batch_size=37, activation="tanh", optimizer="rmsprop"),
     dict(hidden_layer_sizes=(50, 50), batch_size=64, sparse=True),
-    dict(hidden_layer_sizes=(200, 170), batch_size=60),
-    dict(hidden_layer_sizes=(90, 300, 170), batch_size=50, activation="tanh", optimizer="adam"),
-    dict(hidden_layer_sizes=(250, 170), batch_size=60, sparse=True, activation="relu"),
-], ids=["adam", "sgd-l1-l2", "rmsprop-odd", "sparse", "wide", "wide-tanh", "wide-sparse"])
+], ids=["adam", "sgd-l1-l2", "rmsprop-odd", "sparse"])
 def test_rows_and_panels_give_the_same_weights(how, threads, monkeypatch):
     (X, y), _ = load_digits()
     how = dict(how)
@@ -46,18 +43,13 @@ def test_rows_and_panels_give_the_same_weights(how, threads, monkeypatch):
     for p, q in zip(a.coefs_, b.coefs_):
         np.testing.assert_array_equal(p, q)
     np.testing.assert_array_equal(a.loss_curve_, b.loss_curve_)
-    # and the two plans really were different ones: gradients by panels, and
-    # the forward pass of hidden layers with a block of 80 columns per thread
-    # by columns
-    sizes = (64,) + how["hidden_layer_sizes"] + (10,)
-    plans = {}
+    # and the two plans really were different ones
+    plans = []
     for split in ("rows", "panels"):
         monkeypatch.setenv("FASTMLP_SPLIT", split)
-        pn = make(sizes, 200, how["batch_size"], threads).pn
-        plans[split] = pn.by_panels_flags, pn.by_columns_flags
-    assert not any(plans["rows"][0] + plans["rows"][1])
-    assert all(plans["panels"][0])
-    assert plans["panels"][1] == [-(-m // 80) >= threads for m in sizes[1:-1]] + [False]
+        plans.append(make((64, 40, 20, 10), 200, how.get("batch_size", 60), threads).pn
+                     .by_panels_flags)
+    assert not any(plans[0]) and all(plans[1])
 
 
 def make(layers, n, batch, threads, keep_steps=True, seed=0, with_state=False):
@@ -135,22 +127,3 @@ def test_panel_plan_follows_the_rules():
     with pytest.raises(ValueError, match="FASTMLP_SPLIT must be one of"):
         panel_plan(**sizes, batch=32, n_threads=2, chunk_rows=256, own=True, sparse=False,
                    split="columns")
-
-
-def test_column_plan_follows_the_rules():
-    # hidden layers with at least one 80-column block per thread, when the
-    # weights read by every slice outweigh every block's read of the inputs
-    n_in, n_out = [784, 2048, 2048], [2048, 2048, 10]
-    assert column_plan(n_in, n_out, 128, 2, 256, True, False) == [True, True, False]
-    assert column_plan(n_in, n_out, 128, 26, 256, True, False, split="panels") == \
-        [True, True, False]
-    assert column_plan(n_in, n_out, 128, 27, 256, True, False, split="panels") == \
-        [False, False, False]
-    assert column_plan([784, 70, 30], [70, 30, 10], 500, 2, 256, True, False,
-                       split="panels") == [False, False, False]
-    assert column_plan([784, 1024], [1024, 10], 500, 2, 256, True, False) == [False, False]
-    assert column_plan(n_in, n_out, 128, 2, 256, True, False, split="rows") == [False] * 3
-    assert column_plan(n_in, n_out, 128, 2, 256, True, True, split="panels") == \
-        [False, True, False]
-    with pytest.raises(ValueError, match="FASTMLP_SPLIT must be one of"):
-        column_plan(n_in, n_out, 128, 2, 256, True, False, split="cols")

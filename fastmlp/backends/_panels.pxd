@@ -1,7 +1,7 @@
 # cython: language_level=3
 # The training step's update by panels of 16 weight rows (see _panels.pyx).
 
-from ._layers cimport NetC, _Net, fm_opt
+from ._layers cimport NetC, fm_opt
 
 
 cdef struct StepBufs:
@@ -17,7 +17,6 @@ cdef struct StepBufs:
     Py_ssize_t CH       # rows per chunk of a slice
     bint sparse0        # layer 0 is the sparse first layer (weights updated elsewhere)
     unsigned char *by_panels    # per layer: gradient by panels after the slices
-    unsigned char *by_columns   # per layer: forward pass by blocks of 80 columns
     float *panel_G      # per thread (panel_G_stride apart): a panel's gradient, or
     Py_ssize_t panel_G_stride   # NULL to form it in slice 0's G (kept for last_step)
 
@@ -32,19 +31,11 @@ cdef class Panels:
     cdef double *row_reg        # each row's regularisation cost in the last step
     cdef double *grad_seconds   # per thread (8 apart): seconds in panel gradients
     cdef unsigned char *by_panels
-    cdef unsigned char *by_columns
-    cdef bint any_columns
     cdef float *panel_G
     cdef Py_ssize_t panel_G_stride
     cdef object _keep
-    cdef list _buffers
-    cdef int buffers(self, StepBufs *bf, _Net net, int T, Py_ssize_t CH, bint sparse,
-                     velocities, states2, int n_states) except -1
 
 
 cdef double panel_job(const NetC *net, const StepBufs *bf, int l, Py_ssize_t j0, int T,
                       Py_ssize_t b, float l2, float l1, const fm_opt *o, double *row_reg,
                       int thread) noexcept nogil
-
-cdef void column_forward(const NetC *net, const StepBufs *bf, int l, Py_ssize_t c0, int T,
-                         Py_ssize_t b, float *scratch) noexcept nogil

@@ -35,15 +35,13 @@ way is faster depends on the shape and the thread count: see
 
 import os
 
-from ._layers cimport (fm_bias_act, fm_gemm_forward, fm_gemm_gradient, fm_pack_weights_part,
-                       layer_update_row, now, r16)
+from ._layers cimport fm_gemm_gradient, fm_pack_weights_part, layer_update_row, now, r16
 
 import numpy as np
 
-from ._inputs import check_state
 from ._layers import aligned_zeros
 
-__all__ = ["Panels", "column_plan", "panel_plan"]
+__all__ = ["Panels", "panel_plan"]
 
 SPLITS = ("auto", "rows", "panels")
 
@@ -72,32 +70,6 @@ def panel_plan(n_in, n_out, batch, n_threads, chunk_rows, own, sparse, split=Non
     return out
 
 
-def column_plan(n_in, n_out, batch, n_threads, chunk_rows, own, sparse, split=None):
-    """Per layer, True when its forward pass goes by blocks of 80 columns
-    (:func:`column_forward`) instead of by row slices.
-
-    By slices, every thread reads all of the layer's packed weights for its
-    own rows: T - 1 extra reads of the weights a step.  By columns, each
-    block's job reads every slice's inputs (batch x n_in).  The same
-    conditions as :func:`panel_plan` (and its ``split``), and two more: a
-    hidden layer only (the output layer's softmax needs whole rows), with
-    at least one block per thread."""
-    split = (os.environ.get("FASTMLP_SPLIT") or "auto") if split is None else split
-    if split not in SPLITS:
-        raise ValueError(f"FASTMLP_SPLIT must be one of {', '.join(SPLITS)}, got {split!r}")
-    possible = panel_plan(n_in, n_out, batch, n_threads, chunk_rows, own, sparse,
-                          "rows" if split == "rows" else "panels")
-    cache = l2_cache_bytes()
-    out = []
-    for l, (k, m) in enumerate(zip(n_in, n_out)):
-        ok = possible[l] and l < len(n_out) - 1 and (m + 79) // 80 >= n_threads
-        weights, inputs = 4.0 * m * k, 4.0 * batch * k
-        slices_way = (n_threads - 1) * weights * (1.0 if weights > cache else 0.25)
-        columns_way = (m + 79) // 80 * inputs * (0.2 if inputs <= cache else 0.5)
-        out.append(bool(ok and (split == "panels" or columns_way < slices_way)))
-    return out
-
-
 cdef class Panels:
     """The update's job table and the buffers of its panel jobs:
     ``Panels(n_in, n_out, batch, n_threads, chunk_rows, own, sparse, keep_steps)``
@@ -108,8 +80,6 @@ cdef class Panels:
     def __cinit__(self, n_in, n_out, batch, n_threads, chunk_rows, own, sparse, keep_steps):
         flags = np.array(panel_plan(n_in, n_out, batch, n_threads, chunk_rows, own, sparse),
                          np.uint8)
-        cols = np.array(column_plan(n_in, n_out, batch, n_threads, chunk_rows, own, sparse),
-                        np.uint8)
         jobs = np.array([(l, j0) for l, m in enumerate(n_out) for j0 in range(0, m, 16)],
                         np.intc).reshape(-1, 2).T.copy()
         first = np.cumsum([0] + list(n_out)).astype(np.intp)
@@ -117,10 +87,8 @@ cdef class Panels:
         stride = 16 * max(n_in) if flags.any() and not keep_steps else 0
         G = aligned_zeros(max(1, n_threads * stride))
         reg, sec = np.zeros(max(1, self.n_rows)), np.zeros(8 * n_threads)
-        self._keep = (flags, jobs, first, G, reg, sec, cols)
+        self._keep = (flags, jobs, first, G, reg, sec)
         self.by_panels = <unsigned char *><size_t>flags.ctypes.data
-        self.by_columns = <unsigned char *><size_t>cols.ctypes.data
-        self.any_columns = bool(cols.any())
         self.job_layer = <int *><size_t>jobs[0].ctypes.data
         self.job_row = <int *><size_t>jobs[1].ctypes.data
         self.row_first = <Py_ssize_t *><size_t>first.ctypes.data
@@ -129,52 +97,10 @@ cdef class Panels:
         self.row_reg = <double *><size_t>reg.ctypes.data
         self.grad_seconds = <double *><size_t>sec.ctypes.data
 
-    cdef int buffers(self, StepBufs *bf, _Net net, int T, Py_ssize_t CH, bint sparse,
-                     velocities, states2, int n_states) except -1:
-        """Fill ``bf``: each slice's chunk of inputs, layer outputs and deltas,
-        its partial gradients, and pointers to the optimiser's states (checked
-        against the layers); the buffers live as long as this object.  Every
-        slice's part of a buffer starts on a cache line (r16 floats), so no two
-        threads write the same line and vector loads are aligned."""
-        cdef int L = net.L, l
-        cdef Py_ssize_t n_out, n_in
-        ptrs = np.zeros((6, L), np.intp)
-        self._buffers = [ptrs]
-
-        def buf(n):
-            a = aligned_zeros(n)
-            self._buffers.append(a)
-            return a.ctypes.data
-
-        cdef size_t at = ptrs.ctypes.data
-        bf.A, bf.D, bf.G = <float **>at, <float **>at + L, <float **>at + 2 * L
-        bf.gb, bf.V, bf.V2 = <float **>at + 3 * L, <float **>at + 4 * L, <float **>at + 5 * L
-        bf.CH, bf.sparse0 = CH, sparse
-        bf.A0 = <float *><size_t>buf(1 if sparse else T * r16(CH * net.n_in[0]))
-        for l in range(L):
-            n_out, n_in = net.n_out[l], (0 if sparse and l == 0 else net.n_in[l])
-            ptrs[0, l] = buf(T * r16(CH * n_out))
-            ptrs[1, l] = buf(T * r16(CH * n_out))
-            ptrs[2, l] = buf(T * r16(n_out * max(n_in, 1)))
-            ptrs[3, l] = buf(T * r16(n_out))
-            V = check_state(velocities[l], f"velocities[{l}]", n_out, net.n_in[l])
-            ptrs[4, l] = ptrs[5, l] = V.ctypes.data
-            if n_states == 2:
-                V = check_state(states2[l], f"states2[{l}]", n_out, net.n_in[l])
-                ptrs[5, l] = V.ctypes.data
-        bf.by_panels, bf.by_columns = self.by_panels, self.by_columns
-        bf.panel_G, bf.panel_G_stride = self.panel_G, self.panel_G_stride
-        return 0
-
     @property
     def by_panels_flags(self):
         """Per layer, whether its gradient goes by panels."""
         return [bool(f) for f in self._keep[0]]
-
-    @property
-    def by_columns_flags(self):
-        """Per layer, whether its forward pass goes by blocks of columns."""
-        return [bool(f) for f in self._keep[6]]
 
 
 def l2_cache_bytes():
@@ -245,22 +171,3 @@ cdef double panel_job(const NetC *net, const StepBufs *bf, int l, Py_ssize_t j0,
         fm_pack_weights_part(net.W[l] + 1, n_out, n_in, ld, net.P[l], net.NP[l],
                              <int>(j0 // 16), <int>(net.NP[l] // 16))
     return spent
-
-
-cdef void column_forward(const NetC *net, const StepBufs *bf, int l, Py_ssize_t c0, int T,
-                         Py_ssize_t b, float *scratch) noexcept nogil:
-    """Columns c0 .. c0 + 80 of hidden layer l's forward pass, for every
-    slice's rows of a batch of b in T slices (see :func:`column_plan`): the
-    same numbers as the slices' own forward pass, which computes each output
-    with the same kernel and k blocks.  ``scratch`` holds 80 floats."""
-    cdef int n_in = net.n_in[l], n_out = net.n_out[l], s
-    cdef Py_ssize_t nc = min(<Py_ssize_t>80, n_out - c0), r0, r1, CH = bf.CH
-    cdef const float *A_prev
-    cdef float *Z
-    for s in range(T):
-        r0, r1 = s * b // T, (s + 1) * b // T
-        A_prev = (bf.A0 if l == 0 else bf.A[l - 1]) + s * r16(CH * n_in)
-        Z = bf.A[l] + s * r16(CH * n_out) + c0
-        fm_gemm_forward(A_prev, r1 - r0, n_in, n_in, net.P[l] + c0, net.NP[l], Z, nc, n_out)
-        fm_bias_act(Z, r1 - r0, nc, n_out, net.W[l] + c0 * (n_in + 1), n_in + 1, scratch,
-                    net.hidden_act)

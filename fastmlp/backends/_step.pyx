@@ -31,12 +31,13 @@ the network state's arrays).
 """
 
 from cython.parallel cimport prange, threadid
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 import numpy as np
 
 from .._sparse import SparseRows
-from ._inputs import dense_source
+from ._inputs import check_state, dense_source
 from ._interface import PHASES
 from ._interface import Backend as _Backend
 from ._layers import HAVE_OPENMP, aligned_zeros, gemm_kind, max_threads
@@ -48,7 +49,7 @@ from ._layers cimport (_Net, alidx, check_lambdas, fm_gather_scale_f32, fm_gathe
                        layer_hidden_delta, layer_update_row, n_threads_of, net_forward, now,
                        own_gemm, r16, set_opt)
 from ._output cimport Targets, output_layer
-from ._panels cimport Panels, StepBufs, column_forward, panel_job
+from ._panels cimport Panels, StepBufs, panel_job
 from ._sparse_batch cimport (sl_forward, sl_gradient, sl_prepare, sl_update_block,
                              sl_update_done)
 from ._sparse_layer cimport SparseC, SparseLayer, pack_dense_layers
@@ -157,10 +158,37 @@ cdef class CompiledBackend:
             keep.append(a)
             return a
 
+        self.bf.A = <float **>calloc(L, sizeof(float *))
+        self.bf.D = <float **>calloc(L, sizeof(float *))
+        self.bf.G = <float **>calloc(L, sizeof(float *))
+        self.bf.gb = <float **>calloc(L, sizeof(float *))
+        self.bf.V = <float **>calloc(L, sizeof(float *))
+        self.bf.V2 = <float **>calloc(L, sizeof(float *))
+        if not (self.bf.A and self.bf.D and self.bf.G and self.bf.gb and self.bf.V and self.bf.V2):
+            raise MemoryError()
+        cdef float[::1] m1
         cdef double[::1] md
         cdef long[::1] ml
-        cdef float[::1] m1
+        # every slice's part of a buffer starts on a cache line (r16 floats),
+        # so no two threads write the same line and vector loads are aligned
         CH = self.bf.CH
+        m1 = buf(1 if sparse else T * r16(CH * self.net.n_in[0]))
+        self.bf.A0 = &m1[0]
+        for l in range(L):
+            n_out, n_in = self.net.n_out[l], (0 if sparse and l == 0 else self.net.n_in[l])
+            m1 = buf(T * r16(CH * n_out))
+            self.bf.A[l] = &m1[0]
+            m1 = buf(T * r16(CH * n_out))
+            self.bf.D[l] = &m1[0]
+            m1 = buf(T * r16(n_out * max(n_in, 1)))
+            self.bf.G[l] = &m1[0]
+            m1 = buf(T * r16(n_out))
+            self.bf.gb[l] = &m1[0]
+            V = check_state(velocities[l], f"velocities[{l}]", n_out, self.net.n_in[l])
+            self.bf.V[l] = self.bf.V2[l] = <float *><size_t>V.ctypes.data
+            if n_states == 2:
+                V = check_state(states2[l], f"states2[{l}]", n_out, self.net.n_in[l])
+                self.bf.V2[l] = <float *><size_t>V.ctypes.data
         md = buf(8 * T, np.float64)
         self.slice_cost = &md[0]
         ml = buf(8 * T, np.int_)
@@ -168,7 +196,8 @@ cdef class CompiledBackend:
         self.pn = Panels([self.net.n_in[l] for l in range(L)],
                          [self.net.n_out[l] for l in range(L)], self.Bmax, T, chunk_rows,
                          own_gemm(), sparse, config.keep_steps)
-        self.pn.buffers(&self.bf, self.net, T, CH, sparse, velocities, states2, n_states)
+        self.bf.by_panels, self.bf.sparse0 = self.pn.by_panels, sparse
+        self.bf.panel_G, self.bf.panel_G_stride = self.pn.panel_G, self.pn.panel_G_stride
         self.packed = False
         m1 = buf(T * r16(self.net.widest))
         self.scratch = &m1[0]
@@ -183,6 +212,14 @@ cdef class CompiledBackend:
         else:
             self.net.enable_packing()
         self._keep = keep
+
+    def __dealloc__(self):
+        free(self.bf.A)
+        free(self.bf.D)
+        free(self.bf.G)
+        free(self.bf.gb)
+        free(self.bf.V)
+        free(self.bf.V2)
 
     @staticmethod
     def thread_plan(n_threads, predict=False):
@@ -302,13 +339,11 @@ cdef class CompiledBackend:
                     self.net.repack_part(s, T)
                 self.phase[1] += now() - t0
                 self.packed = True
-            if self.pn.any_columns and T > 1:
-                self._by_columns(T, &idx[0], b)
-            elif T > 1:
+            if T > 1:
                 for s in prange(T, schedule="static", chunksize=1, num_threads=T):
-                    self._slice(s, T, &idx[0], b, 0, self.net.L)
+                    self._slice(s, T, &idx[0], b)
             else:
-                self._slice(0, 1, &idx[0], b, 0, self.net.L)
+                self._slice(0, 1, &idx[0], b)
             for s in range(T):
                 cost += self.slice_cost[8 * s]
                 correct += self.slice_correct[8 * s]
@@ -341,18 +376,14 @@ cdef class CompiledBackend:
             fm_gather_scale_f64(A0, <const double *>self.X, idx, rows, n0,
                                 self.x_mean, self.x_scale)
 
-    cdef void _slice(self, int s, int T, const Py_ssize_t *idx, Py_ssize_t b, int l_from,
-                     int l_to) noexcept nogil:
+    cdef void _slice(self, int s, int T, const Py_ssize_t *idx, Py_ssize_t b) noexcept nogil:
         """Gather, forward, deltas and partial gradient of row slice s of T.
 
         The slice's rows go through in chunks of at most CH rows, each through
         the whole network, with the partial gradient accumulated over the
         chunks: the working set of a chunk (its inputs, outputs and deltas)
         stays in the core's cache whatever the batch size.  Every buffer used
-        here belongs to slice s alone.  Only layers l_from .. l_to - 1 of the
-        forward pass (the gather with l_from 0), and the rest of the step
-        with l_to L: a plan with layers forwarded by columns runs the slices
-        in parts between them, each slice then being one chunk."""
+        here belongs to slice s alone."""
         cdef Py_ssize_t r0 = s * b // T, r1 = (s + 1) * b // T, c0, rows
         cdef Py_ssize_t CH = self.bf.CH
         cdef int L = self.net.L, l, first = 1
@@ -361,34 +392,29 @@ cdef class CompiledBackend:
         cdef float *A0 = self.bf.A0 + s * r16(CH * n0)
         cdef const float *A_prev
         cdef double t0 = now(), t1
-        if l_from == 0:
-            self.slice_cost[8 * s] = 0.0
-            self.slice_correct[8 * s] = 0
+        self.slice_cost[8 * s] = 0.0
+        self.slice_correct[8 * s] = 0
         cdef SparseC *sp = &self.sp.c if self.sp is not None else NULL
         c0 = r0
         while c0 < r1:
             rows = min(CH, r1 - c0)
-            if sp == NULL and l_from == 0:
+            if sp == NULL:
                 self._gather(A0, idx + c0, rows)
             if s == 0:
                 t1 = now(); self.phase[0] += t1 - t0; t0 = t1
             # forward (the sparse first layer's from the CSR rows)
             A_prev = A0
-            if l_from > 0:
-                A_prev = self.bf.A[l_from - 1] + s * r16(CH * self.net.n_out[l_from - 1])
-            elif sp != NULL:
+            if sp != NULL:
                 A_prev = self.bf.A[0] + s * r16(CH * self.net.n_out[0])
                 sl_forward(sp, s, idx + c0, rows, <float *>A_prev, scratch,
                            self.net.c.hidden_act if L > 1 else self.net.c.out_act)
-            for l in range(max(l_from, 1 if sp != NULL else 0), l_to):
+            for l in range(1 if sp != NULL else 0, L):
                 n_out = self.net.n_out[l]
                 net_forward(&self.net.c, l, A_prev, rows, self.bf.A[l] + s * r16(CH * n_out),
                             scratch)
                 A_prev = self.bf.A[l] + s * r16(CH * n_out)
             if s == 0:
                 t1 = now(); self.phase[1] += t1 - t0; t0 = t1
-            if l_to < L:
-                return
             # output delta, cost and accuracy of the chunk: targets and
             # weights read through the chunk's indices
             self.slice_cost[8 * s] += output_layer(&self.target_data.c, self.bf.A[L - 1] + s * r16(CH * K),
@@ -419,27 +445,6 @@ cdef class CompiledBackend:
                 t1 = now(); self.phase[3] += t1 - t0; t0 = t1
             first = 0
             c0 += rows
-
-    cdef void _by_columns(self, int T, const Py_ssize_t *idx, Py_ssize_t b) noexcept nogil:
-        """The slices in parts, with the layers of ``pn.by_columns`` forwarded
-        between them by blocks of 80 columns (:func:`_panels.column_forward`)."""
-        cdef int l, l0 = 0, s
-        cdef Py_ssize_t j
-        cdef double t0
-        for l in range(self.net.L + 1):
-            if l < self.net.L and not self.pn.by_columns[l]:
-                continue
-            if l == self.net.L or l > l0 or l0 == 0:
-                for s in prange(T, schedule="static", chunksize=1, num_threads=T):
-                    self._slice(s, T, idx, b, l0, l)
-            if l < self.net.L:
-                t0 = now()
-                for j in prange((self.net.n_out[l] + 79) // 80, schedule="static",
-                                chunksize=1, num_threads=T):
-                    column_forward(&self.net.c, &self.bf, l, 80 * j, T, b,
-                                   self.scratch + threadid() * r16(self.net.widest))
-                self.phase[1] += now() - t0
-                l0 = l + 1
 
     cdef inline float *_delta(self, int l, int s, Py_ssize_t c0) noexcept nogil:
         """Layer l's deltas of the chunk at batch row c0 of slice s: the
