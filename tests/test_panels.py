@@ -127,3 +127,38 @@ def test_panel_plan_follows_the_rules():
     with pytest.raises(ValueError, match="FASTMLP_SPLIT must be one of"):
         panel_plan(**sizes, batch=32, n_threads=2, chunk_rows=256, own=True, sparse=False,
                    split="columns")
+
+
+def test_the_cost_model_counts_what_its_doc_says():
+    from fastmlp.backends._panels import split_bytes
+    MiB = 2 ** 20
+    # by rows: 2 (T - 1) partials of 4 n_out n_in bytes, a quarter when one fits in L2
+    assert split_bytes(784, 2048, 32, 1, MiB)[0] == 0
+    assert split_bytes(784, 2048, 32, 3, MiB)[0] == 2 * 2 * 4 * 784 * 2048
+    assert split_bytes(784, 70, 32, 3, MiB)[0] == 2 * 2 * 4 * 784 * 70 / 4
+    # by panels: ceil(n_out / 16) reads of the input, a fifth from L2, half beyond
+    assert split_bytes(784, 70, 32, 2, MiB)[1] == 5 * 4 * 32 * 784 / 5
+    assert split_bytes(784, 70, 500, 2, MiB)[1] == 5 * 4 * 500 * 784 / 2
+
+
+def test_the_threads_benchmark_runs_and_reports_both_ways(tmp_path, capsys):
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "bench" / "threads.py"
+    out = tmp_path / "threads.json"
+    argv = sys.argv
+    sys.argv = [str(script), "--shapes", "40:32", "--threads", "1,2", "--repeats", "1",
+                "--rows", "400", "--json", str(out)]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert done.value.code == 0
+    cells = json.loads(out.read_text())["cells"]
+    assert [c["threads"] for c in cells] == [1, 2]
+    assert all(c["rows_seconds"] > 0 and c["panels_seconds"] > 0 for c in cells)
+    assert cells[0]["model_rows_bytes"] == 0 and cells[1]["model_rows_bytes"] > 0
+    assert "model picks" in capsys.readouterr().out

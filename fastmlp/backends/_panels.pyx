@@ -41,7 +41,7 @@ import numpy as np
 
 from ._layers import aligned_zeros
 
-__all__ = ["Panels", "panel_plan"]
+__all__ = ["Panels", "l2_cache_bytes", "panel_plan", "panels_cheaper", "split_bytes"]
 
 SPLITS = ("auto", "rows", "panels")
 
@@ -114,24 +114,31 @@ def l2_cache_bytes():
         return 2 ** 20
 
 
-def panels_cheaper(n_in, n_out, batch, T, l2_bytes):
-    """The cost model: True when forming an (n_out x n_in) layer's gradient by
-    panels moves fewer bytes per step than by rows, in T slices of a batch.
+def split_bytes(n_in, n_out, batch, T, l2_bytes):
+    """The cost model: the weighted extra bytes per step of forming an
+    (n_out x n_in) layer's gradient (by rows, by panels), in T slices of a
+    batch, with an L2 cache of ``l2_bytes``.
 
     By rows, T - 1 extra partial gradients are written and read back (2 (T-1)
     n_out n_in floats), at full cost when one partial overflows the L2 cache
     and at a quarter when it stays there.  By panels, each of the
     ceil(n_out / 16) jobs reads the layer's whole input (batch x n_in
-    floats): a fifth of the cost from L2, half from the shared L3.  Ties go
-    to rows.  (The weights were fitted to runs on Zen 5 with 2 threads, in
-    the README's "Threads" section: panels won by 10-30 % at batch 32 for
-    widths 1024 and 2048, by 2-5 % at batch 64-128 for widths 512-2048, and
-    lost by 4-37 % where the slices have 100 or more rows and the
-    partial gradients fit in L2.)"""
+    floats): a fifth of the cost from L2, half from the shared L3.  (The
+    weights were fitted to runs on Zen 5 with 2 threads, in the README's
+    "Threads" section: panels won by 10-30 % at batch 32 for widths 1024 and
+    2048, by 2-5 % at batch 64-128 for widths 512-2048, and lost by 4-37 %
+    where the slices have 100 or more rows and the partial gradients fit in
+    L2.)"""
     partial = 4.0 * n_out * n_in
     rows_way = 2.0 * (T - 1) * partial * (1.0 if partial > l2_bytes else 0.25)
     inputs = 4.0 * batch * n_in
     panels_way = (n_out + 15) // 16 * inputs * (0.2 if inputs <= l2_bytes else 0.5)
+    return rows_way, panels_way
+
+
+def panels_cheaper(n_in, n_out, batch, T, l2_bytes):
+    """True when :func:`split_bytes` counts fewer bytes by panels (ties go to rows)."""
+    rows_way, panels_way = split_bytes(n_in, n_out, batch, T, l2_bytes)
     return panels_way < rows_way
 
 
