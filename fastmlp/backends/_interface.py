@@ -54,9 +54,10 @@ class BackendConfig:
                  read where it lies, never copied
     keep_steps : keep what each step subtracts, for :meth:`Backend.last_step`.
                  The compiled backend's sparse first layer forms its gradient
-                 in registers and never stores it; with False it skips
-                 writing the step out (a fit does not need it), and
-                 ``last_step`` raises for that layer
+                 in registers and never stores it, and a layer whose gradient
+                 goes by panels forms it in a small buffer per thread; with
+                 False they skip writing the step out (a fit does not need
+                 it), and ``last_step`` raises for those layers
     """
 
     activation: str = "sigmoid"

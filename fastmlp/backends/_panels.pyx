@@ -83,7 +83,7 @@ cdef class Panels:
         jobs = np.array([(l, j0) for l, m in enumerate(n_out) for j0 in range(0, m, 16)],
                         np.intc).reshape(-1, 2).T.copy()
         first = np.cumsum([0] + list(n_out)).astype(np.intp)
-        self.n_jobs, self.n_rows = jobs.shape[1], int(first[-1])
+        self.n_jobs, self.n_rows = jobs.shape[1], int(first[len(n_out)])
         stride = 16 * max(n_in) if flags.any() and not keep_steps else 0
         G = aligned_zeros(max(1, n_threads * stride))
         reg, sec = np.zeros(max(1, self.n_rows)), np.zeros(8 * n_threads)
@@ -108,9 +108,10 @@ def l2_cache_bytes():
     try:
         with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
             text = f.read().strip().upper()
-        scale = {"K": 2 ** 10, "M": 2 ** 20}.get(text[-1:], 1)
-        return int(text.rstrip("KM")) * scale
-    except (OSError, ValueError):
+        number = text.rstrip("KMG")
+        scale = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}[text[len(number):]]
+        return int(number) * scale
+    except (OSError, ValueError, KeyError):
         return 2 ** 20
 
 
