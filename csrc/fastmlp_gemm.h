@@ -81,7 +81,8 @@ static inline void fm_transpose16(__m512 r[16])
  * step and every prediction call. */
 __attribute__((target("avx512f")))
 static void fm_pack_weights_avx512(const float *W, ptrdiff_t n_out, ptrdiff_t K,
-                                   ptrdiff_t ldw, float *P, ptrdiff_t NP, int part, int parts)
+                                   ptrdiff_t ldw, float *P, ptrdiff_t NP, int part, int parts,
+                                   int stream)
 {
     for (ptrdiff_t j0 = 16 * (ptrdiff_t)part; j0 < NP; j0 += 16 * (ptrdiff_t)parts) {
         for (ptrdiff_t k0 = 0; k0 < K; k0 += 16) {
@@ -92,10 +93,16 @@ static void fm_pack_weights_avx512(const float *W, ptrdiff_t n_out, ptrdiff_t K,
                 r[i] = j0 + i < n_out ? _mm512_maskz_loadu_ps(km, W + (j0 + i) * ldw + k0)
                                       : _mm512_setzero_ps();
             fm_transpose16(r);
-            for (ptrdiff_t i = 0; i < nk; ++i)
-                _mm512_storeu_ps(P + (k0 + i) * NP + j0, r[i]);
+            if (stream)
+                for (ptrdiff_t i = 0; i < nk; ++i)
+                    _mm512_stream_ps(P + (k0 + i) * NP + j0, r[i]);
+            else
+                for (ptrdiff_t i = 0; i < nk; ++i)
+                    _mm512_storeu_ps(P + (k0 + i) * NP + j0, r[i]);
         }
     }
+    if (stream)
+        _mm_sfence();
 }
 #endif
 
@@ -118,7 +125,7 @@ static inline void fm_pack_weights_part(const float *W, ptrdiff_t n_out, ptrdiff
     if (avx512 < 0)
         avx512 = fm_own_gemm_available();
     if (avx512 && NP % 16 == 0) {
-        fm_pack_weights_avx512(W, n_out, K, ldw, P, NP, part, parts);
+        fm_pack_weights_avx512(W, n_out, K, ldw, P, NP, part, parts, 0);
         return;
     }
 #endif
@@ -139,6 +146,23 @@ static inline void fm_pack_weights_part(const float *W, ptrdiff_t n_out, ptrdiff
             for (ptrdiff_t j = n_out; j < NP; ++j)
                 P[k * NP + j] = 0.0f;
     }
+}
+
+/* Block j0 / 16 of fm_pack_weights_part.  With `stream`, written by
+ * non-temporal stores (P 64-byte aligned, NP a multiple of 16): P's lines are
+ * not read before they are written, and do not push other data out of the
+ * caches.  For packed weights too large to stay in the cache until the next
+ * forward pass anyway. */
+static inline void fm_pack_panel(const float *W, ptrdiff_t n_out, ptrdiff_t K, ptrdiff_t ldw,
+                                 float *P, ptrdiff_t NP, ptrdiff_t j0, int stream)
+{
+#if FM_OWN_GEMM
+    if (P != NULL && stream && ((size_t)P % 64) == 0 && NP % 16 == 0) {
+        fm_pack_weights_avx512(W, n_out, K, ldw, P, NP, (int)(j0 / 16), (int)(NP / 16), 1);
+        return;
+    }
+#endif
+    fm_pack_weights_part(W, n_out, K, ldw, P, NP, (int)(j0 / 16), (int)(NP / 16));
 }
 
 /* All of fm_pack_weights_part, by one thread. */

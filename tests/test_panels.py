@@ -162,3 +162,30 @@ def test_the_threads_benchmark_runs_and_reports_both_ways(tmp_path, capsys):
     assert all(c["rows_seconds"] > 0 and c["panels_seconds"] > 0 for c in cells)
     assert cells[0]["model_rows_bytes"] == 0 and cells[1]["model_rows_bytes"] > 0
     assert "model picks" in capsys.readouterr().out
+
+
+@needs_own
+@pytest.mark.parametrize("threads", [1, 2])
+def test_packing_past_the_caches_writes_the_same_weights(threads, monkeypatch):
+    """The update writes the packed copy of large layers with non-temporal
+    stores; with every layer made 'large' (an L3 of 2 bytes), a fit must
+    give the same weights as with cached stores."""
+    from fastmlp.backends import _panels
+    (X, y), _ = load_digits()
+    kw = dict(hidden_layer_sizes=(100, 40), epochs=2, batch_size=50, random_state=0,
+              backend="compiled", n_threads=threads)
+    a = MLPClassifier(**kw).fit(X, y)
+    real = _panels.cache_bytes
+    monkeypatch.setattr(_panels, "cache_bytes",
+                        lambda level=2, default=0: 2 if level == 3 else real(level, default))
+    assert _panels.stream_packing([64, 100, 40], [100, 40, 10]) == [True] * 3
+    b = MLPClassifier(**kw).fit(X, y)
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_only_packed_weights_of_half_the_l3_or_more_are_streamed(monkeypatch):
+    from fastmlp.backends import _panels
+    monkeypatch.setattr(_panels, "cache_bytes", lambda level=2, default=0: 32 * 2 ** 20)
+    # 784 x 2048 is 6.1 MiB packed, 2048 x 2048 16 MiB: half of a 32 MiB L3
+    assert _panels.stream_packing([784, 2048, 2048], [2048, 2048, 10]) == [False, True, False]

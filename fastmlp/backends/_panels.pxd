@@ -17,6 +17,7 @@ cdef struct StepBufs:
     Py_ssize_t CH       # rows per chunk of a slice
     bint sparse0        # layer 0 is the sparse first layer (weights updated elsewhere)
     unsigned char *by_panels    # per layer: gradient by panels after the slices
+    unsigned char *stream_pack  # per layer: packed weights written past the caches
     float *panel_G      # per thread (panel_G_stride apart): a panel's gradient, or
     Py_ssize_t panel_G_stride   # NULL to form it in slice 0's G (kept for last_step)
 
@@ -31,6 +32,7 @@ cdef class Panels:
     cdef double *row_reg        # each row's regularisation cost in the last step
     cdef double *grad_seconds   # per thread (8 apart): seconds in panel gradients
     cdef unsigned char *by_panels
+    cdef unsigned char *stream_pack
     cdef float *panel_G
     cdef Py_ssize_t panel_G_stride
     cdef object _keep
