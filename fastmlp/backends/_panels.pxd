@@ -31,11 +31,8 @@ cdef class Panels:
     cdef Py_ssize_t n_rows      # rows of all layers
     cdef double *row_reg        # each row's regularisation cost in the last step
     cdef double *grad_seconds   # per thread (8 apart): seconds in panel gradients
-    cdef unsigned char *by_panels
-    cdef unsigned char *stream_pack
-    cdef float *panel_G
-    cdef Py_ssize_t panel_G_stride
     cdef object _keep
+    cdef void plan_into(self, StepBufs *bf)
 
 
 cdef double panel_job(const NetC *net, const StepBufs *bf, int l, Py_ssize_t j0, int T,

@@ -33,6 +33,7 @@ way is faster depends on the shape and the thread count: see
 :func:`panel_plan`.
 """
 
+import functools
 import os
 
 from ._layers cimport fm_gemm_gradient, fm_pack_panel, layer_update_row, now, r16
@@ -89,16 +90,21 @@ cdef class Panels:
         stride = 16 * max(n_in) if flags.any() and not keep_steps else 0
         G = aligned_zeros(max(1, n_threads * stride))
         reg, sec = np.zeros(max(1, self.n_rows)), np.zeros(8 * n_threads)
-        self._keep = (flags, jobs, first, G, reg, sec, stream)
-        self.by_panels = <unsigned char *><size_t>flags.ctypes.data
-        self.stream_pack = <unsigned char *><size_t>stream.ctypes.data
+        self._keep = (flags, jobs, first, G if stride else None, reg, sec, stream, stride)
         self.job_layer = <int *><size_t>jobs[0].ctypes.data
         self.job_row = <int *><size_t>jobs[1].ctypes.data
         self.row_first = <Py_ssize_t *><size_t>first.ctypes.data
-        self.panel_G = <float *><size_t>G.ctypes.data if stride else NULL
-        self.panel_G_stride = stride
         self.row_reg = <double *><size_t>reg.ctypes.data
         self.grad_seconds = <double *><size_t>sec.ctypes.data
+
+    cdef void plan_into(self, StepBufs *bf):
+        """Point ``bf``'s per-layer plan (gradient by panels, streamed packing)
+        and its panel buffers at this object's (which keeps them alive)."""
+        flags, _, _, G, _, _, stream, stride = self._keep
+        bf.by_panels = <unsigned char *><size_t>flags.ctypes.data
+        bf.stream_pack = <unsigned char *><size_t>stream.ctypes.data
+        bf.panel_G = <float *><size_t>G.ctypes.data if G is not None else NULL
+        bf.panel_G_stride = stride
 
     @property
     def by_panels_flags(self):
@@ -106,9 +112,10 @@ cdef class Panels:
         return [bool(f) for f in self._keep[0]]
 
 
+@functools.lru_cache(maxsize=None)
 def cache_bytes(level=2, default=2 ** 20):
     """The first core's cache size at ``level`` (Linux sysfs: index2 is L2,
-    index3 L3), or ``default`` when unknown."""
+    index3 L3), or ``default`` when unknown; read once per process."""
     try:
         with open(f"/sys/devices/system/cpu/cpu0/cache/index{level}/size") as f:
             text = f.read().strip().upper()
@@ -147,10 +154,10 @@ def split_bytes(n_in, n_out, batch, T, l2_bytes):
     ceil(n_out / 16) jobs reads the layer's whole input (batch x n_in
     floats): a fifth of the cost from L2, half from the shared L3.  (The
     weights were fitted to runs on Zen 5 with 2 threads, in the README's
-    "Threads" section: panels won by 10-30 % at batch 32 for widths 1024 and
-    2048, by 2-5 % at batch 64-128 for widths 512-2048, and lost by 4-37 %
-    where the slices have 100 or more rows and the partial gradients fit in
-    L2.)"""
+    "Threads" section: panels took 0.79-0.96 x the time of rows at batch 32
+    for widths 1024 and 2048, 0.95-0.98 x at batch 64-128 for widths
+    512-2048, and 1.00-1.37 x where slices have 64 rows or more on layers up
+    to 256 wide, or 250 rows on any width.)"""
     partial = 4.0 * n_out * n_in
     rows_way = 2.0 * (T - 1) * partial * (1.0 if partial > l2_bytes else 0.25)
     inputs = 4.0 * batch * n_in

@@ -196,9 +196,8 @@ cdef class CompiledBackend:
         self.pn = Panels([self.net.n_in[l] for l in range(L)],
                          [self.net.n_out[l] for l in range(L)], self.Bmax, T, chunk_rows,
                          own_gemm(), sparse, config.keep_steps)
-        self.bf.by_panels, self.bf.sparse0 = self.pn.by_panels, sparse
-        self.bf.stream_pack = self.pn.stream_pack
-        self.bf.panel_G, self.bf.panel_G_stride = self.pn.panel_G, self.pn.panel_G_stride
+        self.pn.plan_into(&self.bf)
+        self.bf.sparse0 = sparse
         self.packed = False
         m1 = buf(T * r16(self.net.widest))
         self.scratch = &m1[0]
