@@ -477,7 +477,8 @@ cdef class _Net:
         return 0
 
     cdef void repack(self) noexcept nogil:
-        """Copy the current weights into the packed form (after every update)."""
+        """Copy the current weights into the packed form (before a prediction;
+        a training step's update packs each panel it writes)."""
         self.repack_part(0, 1)
 
     cdef void repack_part(self, int part, int parts) noexcept nogil:

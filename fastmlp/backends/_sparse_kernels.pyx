@@ -242,4 +242,3 @@ cdef void _sparse_block(SparseC *sl, const NetC *net, const Py_ssize_t *rows, Py
         net_forward(net, l, dst, m, tmp, scratch)
         buf1 = dst
         dst = tmp
-
