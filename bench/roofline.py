@@ -24,7 +24,9 @@ all-threads peak (a phase is timed on the first row slice, which holds
 1/threads of the batch; a figure above 100 % means the other slice took
 longer, so read it as "at the peak"); GB/s of gather and update; and, where installed, the
 seconds of PyTorch and scikit-learn on the same cell and their ratio to
-fastmlp.  JSON, and a PNG heatmap of fastmlp's speed-up over torch.
+fastmlp.  Every timed run, of every engine, starts after half a second of
+sleep (:func:`settled`), once the idle threads of the run before have stopped
+spinning.  JSON, and a PNG heatmap of fastmlp's speed-up over torch.
 
     python bench/roofline.py --machine-only
     python bench/roofline.py --rows 10000 --json bench/results/roofline.json \\
@@ -41,6 +43,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastmlp._platform import limits_path
+from fastmlp.experiments._common import settle
 
 WIDTHS = (32, 70, 256, 1024, 2048)
 BATCHES = (32, 128, 500, 4096, 20000)
@@ -151,6 +154,14 @@ def flops(layers, rows):
     return 2.0 * rows * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
 
 
+def settled(run, *args):
+    """``run(*args)`` after :func:`fastmlp.experiments._common.settle`: every
+    engine's timed run starts once the previous engine's idle threads (which
+    spin for about 0.2 s) have stopped taking the cores."""
+    settle()
+    return run(*args)
+
+
 def cell(X, y, hidden, batch, threads):
     """fastmlp's seconds per epoch and per-phase rates on one grid cell."""
     from fastmlp import MLPClassifier
@@ -249,14 +260,14 @@ def main(argv=None):
             for b in (int(v) for v in args.batches.split(",")):
                 # best of --repeats (by fastmlp's seconds; the peers' likewise)
                 r = dict(hidden=list(hidden), batch=b,
-                         **min((cell(X, y, hidden, b, args.threads)
+                         **min((settled(cell, X, y, hidden, b, args.threads)
                                 for _ in range(args.repeats)), key=lambda c: c["seconds"]))
                 r["forward_pct"] = 100 * r["forward_gflops"] / peak
                 r["gradient_pct"] = 100 * r["gradient_gflops"] / peak
                 for o in peers:
                     try:
                         run = {"torch": torch_seconds, "sklearn": sklearn_seconds}[o]
-                        sec = min(run(X, y, hidden, b, args.threads)
+                        sec = min(settled(run, X, y, hidden, b, args.threads)
                                   for _ in range(args.repeats))
                         r[f"{o}_seconds"], r[f"{o}_ratio"] = sec, sec / r["seconds"]
                     except ImportError:
