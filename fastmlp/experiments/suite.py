@@ -3,7 +3,9 @@
 Every row trains the blog experiment's layers (784-70-30-10) on the shipped
 MNIST for the same number of epochs, batch size and thread count; the figure
 of a row is its best of ``--repeats`` runs (fit time, then the test accuracy
-of that run).  fastmlp, PyTorch and scikit-learn use the blog experiment's
+of that run), each run started after half a second's pause
+(:func:`fastmlp.experiments._common.settle`), so that the idle threads of the
+run before are not still spinning on the cores.  fastmlp, PyTorch and scikit-learn use the blog experiment's
 learning rate for the batch size (0.001 below 10000, 0.0001 above, as the
 blog series ran batch 500 and 20000).  Rows:
 
