@@ -239,15 +239,15 @@ static inline void fm_fwd_tile(const float *A, ptrdiff_t lda, ptrdiff_t K, const
     }
 }
 
-#define FM_FWD_CASES_PF(MR, PF)                                                      \
+#define FM_FWD_CASES_AHEAD(MR, AH)                                                    \
     switch (nv) {                                                                    \
-    case 5: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 5, last, k0 > 0, PF); break; \
-    case 4: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 4, last, k0 > 0, PF); break; \
-    case 3: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 3, last, k0 > 0, PF); break; \
-    case 2: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 2, last, k0 > 0, PF); break; \
-    default: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 1, last, k0 > 0, PF); break; \
+    case 5: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 5, last, k0 > 0, AH); break; \
+    case 4: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 4, last, k0 > 0, AH); break; \
+    case 3: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 3, last, k0 > 0, AH); break; \
+    case 2: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 2, last, k0 > 0, AH); break; \
+    default: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 1, last, k0 > 0, AH); break; \
     }
-#define FM_FWD_CASES(MR) FM_FWD_CASES_PF(MR, 0)
+#define FM_FWD_CASES(MR) FM_FWD_CASES_AHEAD(MR, 0)
 
 /* Z (rows x n_out, row stride n_out) := A (rows x K, row stride lda) . P,
  * with P (K x n_out, row stride NP >= n_out) packed by fm_pack_weights, or
@@ -282,7 +282,7 @@ static void fm_gemm_forward(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff
             if (rows >= 6) {    /* the first tile fetches P's rows for the others */
                 const float *a = A + k0;
                 float *z = Z + c0;
-                FM_FWD_CASES_PF(6, K - k0)
+                FM_FWD_CASES_AHEAD(6, K - k0)
                 i = 6;
             }
             for (; i + 6 <= rows; i += 6) {

@@ -5,9 +5,9 @@ MNIST for the same number of epochs, batch size and thread count; the figure
 of a row is its best of ``--repeats`` runs (fit time, then the test accuracy
 of that run), each run started after half a second's pause
 (:func:`fastmlp.experiments._common.settle`), so that the idle threads of the
-run before are not still spinning on the cores.  fastmlp, PyTorch and scikit-learn use the blog experiment's
-learning rate for the batch size (0.001 below 10000, 0.0001 above, as the
-blog series ran batch 500 and 20000).  Rows:
+run before are not still spinning on the cores.  fastmlp, PyTorch and
+scikit-learn use the blog experiment's learning rate for the batch size (0.001
+below 10000, 0.0001 above, as the blog series ran batch 500 and 20000).  Rows:
 
   fastmlp compiled   the product with the blog experiment's hyperparameters
                      (``MLPClassifier.blog_experiment()``; standardised inputs,
