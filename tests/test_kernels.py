@@ -123,8 +123,12 @@ def test_hidden_delta_rejects_wrong_dtype_and_layout_of_output():
 
 
 # ----------------------------------------------------------------- forward
+# widths with 1-8 columns past a multiple of 16 (70, 24, 40, 136) take their last
+# columns as dot products with W's rows on the AVX-512 path: rows and k's not
+# multiples of 4 and 16 are among them
 @pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (7, 5, 3), (37, 23, 11), (129, 784, 70),
-                                         (500, 30, 10)])
+                                         (500, 30, 10), (5, 17, 24), (3, 15, 136),
+                                         (66, 33, 40)])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 def test_forward_layer_matches_numpy(B, n_in, n_out, order, activation):

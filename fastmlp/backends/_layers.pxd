@@ -51,7 +51,8 @@ cdef extern from "fastmlp_gemm.h" nogil:
     void fm_pack_panel(const float *W, Py_ssize_t n_out, Py_ssize_t K, Py_ssize_t ldw,
                        float *P, Py_ssize_t NP, Py_ssize_t j0, int stream)
     void fm_gemm_forward(const float *A, Py_ssize_t rows, Py_ssize_t K, Py_ssize_t lda,
-                         const float *P, Py_ssize_t NP, float *Z, Py_ssize_t n_out)
+                         const float *P, Py_ssize_t NP, float *Z, Py_ssize_t n_out,
+                         const float *W, Py_ssize_t ldw)
     void fm_gemm_gradient(const float *D, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t ldd,
                           const float *A, Py_ssize_t lda, Py_ssize_t K, float *G,
                           int accumulate)

@@ -250,7 +250,7 @@ cdef void layer_forward(const float *A_prev, Py_ssize_t lda, Py_ssize_t rows, in
     bias and applies activation ``kind`` (softmax row by row).  ``scratch``
     holds n_out floats."""
     if P != NULL and n_in > 0:
-        fm_gemm_forward(A_prev, rows, n_in, lda, P, NP, A_out, n_out)
+        fm_gemm_forward(A_prev, rows, n_in, lda, P, NP, A_out, n_out, W + 1, ldw)
     elif n_in > 0:
         gemm_rowmajor(b'N', b'T', <int>rows, n_out, n_in, 1.0, A_prev, <int>lda,
                       W + 1, <int>ldw, 0.0, A_out, n_out)
@@ -272,7 +272,7 @@ cdef void layer_hidden_delta(const float *D_next, Py_ssize_t ldd, Py_ssize_t row
     relu [A > 0]."""
     cdef Py_ssize_t i
     if _OWN:
-        fm_gemm_forward(D_next, rows, n_next, ldd, W_next + 1, ldw, D_out, n)
+        fm_gemm_forward(D_next, rows, n_next, ldd, W_next + 1, ldw, D_out, n, NULL, 0)
     else:
         gemm_rowmajor(b'N', b'N', <int>rows, n, n_next, 1.0, D_next, <int>ldd,
                       W_next + 1, <int>ldw, 0.0, D_out, n)
