@@ -11,7 +11,10 @@
  * weights is packed.  The forward and the hidden delta share one kernel: the
  * delta reads W as it lies, the forward a transposed copy (fm_pack_weights).
  * On Zen 5 the delta took 0.28-0.70 x sgemm's time, at every shape measured
- * from 250 x 10 x 30 to 16 x 2048 x 2048.  fastmlp uses these kernels when
+ * from 250 x 10 x 30 to 16 x 2048 x 2048.  A slice's chunk of up to 64 rows
+ * takes both products transposed instead, "by weights" (fm_forward_product,
+ * fm_delta_product): W's elements are broadcast, the few rows are packed, and
+ * a wide layer's forward then needs no packed copy of W at all.  fastmlp uses these kernels when
  * the CPU has AVX-512F (checked at run time) and sgemm otherwise; the tests
  * run the training step both ways.
  *
@@ -43,6 +46,13 @@ static inline int fm_own_gemm_available(void)
 
 /* Columns of the packed weights: n_out rounded up to whole vectors. */
 static inline ptrdiff_t fm_packed_width(ptrdiff_t n_out) { return (n_out + 15) / 16 * 16; }
+
+/* Floats of scratch that fm_forward_by_weights and fm_delta_by_weights need
+ * for `rows` rows between layers of widths n_a and n_b. */
+static inline size_t fm_by_weights_floats(ptrdiff_t rows, ptrdiff_t n_a, ptrdiff_t n_b)
+{
+    return (size_t)((rows + 15) / 16 * 16) * (size_t)(n_a + n_b);
+}
 
 #if FM_OWN_GEMM
 /* r[0..16) := its transpose, as a 16 x 16 block of floats. */
@@ -196,14 +206,15 @@ static inline __mmask16 fm_tail_mask(ptrdiff_t cols)
  * 48 (16, 24, 32 and 96 measured alike, within the noise). */
 #define FM_FETCH_AHEAD 48
 
-/* Z rows [0, mr) x vectors [0, nv) of the forward product over k in [0, K);
- * mr <= 6, nv <= 5.  With `accumulate` the sums start from Z's values (the
+/* Z rows [0, mr) x vectors [0, nv) of the forward product over k in [0, K),
+ * A's element (r, k) at A[r * lar + k * lak]; mr <= 6, nv <= 5.  With `accumulate` the sums start from Z's values (the
  * previous block of k's), else from zero: either way each element gets the
  * same fused multiply-adds in the same order as in one pass over all k.
  * With `ahead` > 0, P has that many rows from its first, and the tile fetches
  * them FM_FETCH_AHEAD rows before it loads them (into the next block). */
 __attribute__((target("avx512f"), always_inline))
-static inline void fm_fwd_tile(const float *A, ptrdiff_t lda, ptrdiff_t K, const float *P,
+static inline void fm_fwd_tile(const float *A, ptrdiff_t lar, ptrdiff_t lak, ptrdiff_t K,
+                               const float *P,
                                ptrdiff_t NP, float *Z, ptrdiff_t ldz, const int mr,
                                const int nv, __mmask16 last, int accumulate,
                                ptrdiff_t ahead)
@@ -227,7 +238,7 @@ static inline void fm_fwd_tile(const float *A, ptrdiff_t lda, ptrdiff_t K, const
             b[v] = _mm512_loadu_ps(P + k * NP + 16 * v);
         b[nv - 1] = _mm512_maskz_loadu_ps(last, P + k * NP + 16 * (nv - 1));
         for (int r = 0; r < mr; ++r) {
-            __m512 a = _mm512_set1_ps(A[r * lda + k]);
+            __m512 a = _mm512_set1_ps(A[r * lar + k * lak]);
             for (int v = 0; v < nv; ++v)
                 acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
         }
@@ -241,11 +252,11 @@ static inline void fm_fwd_tile(const float *A, ptrdiff_t lda, ptrdiff_t K, const
 
 #define FM_FWD_CASES_AHEAD(MR, AH)                                                    \
     switch (nv) {                                                                    \
-    case 5: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 5, last, k0 > 0, AH); break; \
-    case 4: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 4, last, k0 > 0, AH); break; \
-    case 3: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 3, last, k0 > 0, AH); break; \
-    case 2: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 2, last, k0 > 0, AH); break; \
-    default: fm_fwd_tile(a, lda, nk, p, NP, z, n_out, MR, 1, last, k0 > 0, AH); break; \
+    case 5: fm_fwd_tile(a, lar, lak, nk, p, NP, z, ldz, MR, 5, last, k0 > 0, AH); break; \
+    case 4: fm_fwd_tile(a, lar, lak, nk, p, NP, z, ldz, MR, 4, last, k0 > 0, AH); break; \
+    case 3: fm_fwd_tile(a, lar, lak, nk, p, NP, z, ldz, MR, 3, last, k0 > 0, AH); break; \
+    case 2: fm_fwd_tile(a, lar, lak, nk, p, NP, z, ldz, MR, 2, last, k0 > 0, AH); break; \
+    default: fm_fwd_tile(a, lar, lak, nk, p, NP, z, ldz, MR, 1, last, k0 > 0, AH); break; \
     }
 #define FM_FWD_CASES(MR) FM_FWD_CASES_AHEAD(MR, 0)
 
@@ -288,10 +299,48 @@ static void fm_fwd_dot_cols(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff
         }
 }
 
+/* Z (rows x n_cols, row stride ldz) := A . P over k in [0, K), A's element
+ * (i, k) at A[i * lar + k * lak], P (K x n_cols, row stride NP): tiles of 6
+ * rows by 80 columns, k in blocks of kc.  With `fetch`, the first tile of a
+ * block fetches P's rows ahead for the others (FM_FETCH_AHEAD).  Inlined
+ * into each caller, so that the forward's unit k stride stays a constant. */
+__attribute__((target("avx512f"), always_inline))
+static inline void fm_gemm_tiles(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t lar,
+                                 ptrdiff_t lak, const float *P, ptrdiff_t NP, float *Z,
+                                 ptrdiff_t ldz, ptrdiff_t n_cols, ptrdiff_t kc, int fetch)
+{
+    for (ptrdiff_t c0 = 0; c0 < n_cols; c0 += 80) {
+        ptrdiff_t nc = n_cols - c0 < 80 ? n_cols - c0 : 80;
+        int nv = (int)((nc + 15) / 16);
+        __mmask16 last = fm_tail_mask(nc - 16 * (nv - 1));
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += kc) {
+            ptrdiff_t nk = K - k0 < kc ? K - k0 : kc;
+            const float *p = P + k0 * NP + c0;
+            ptrdiff_t i = 0;
+            if (fetch && rows >= 6) {
+                const float *a = A + k0 * lak;
+                float *z = Z + c0;
+                FM_FWD_CASES_AHEAD(6, K - k0)
+                i = 6;
+            }
+            for (; i + 6 <= rows; i += 6) {
+                const float *a = A + i * lar + k0 * lak;
+                float *z = Z + i * ldz + c0;
+                FM_FWD_CASES(6)
+            }
+            if (i < rows) {
+                const float *a = A + i * lar + k0 * lak;
+                float *z = Z + i * ldz + c0;
+                FM_LEFT_CASES(FM_FWD_CASES, rows - i)
+            }
+        }
+    }
+}
+
 /* Z (rows x n_out, row stride n_out) := A (rows x K, row stride lda) . P,
  * with P (K x n_out, row stride NP >= n_out) packed by fm_pack_weights, or
  * any such matrix: no float past column n_out of a row of P is read (the
- * last vector's load is masked), so the hidden delta's D . W[:, 1:] runs
+ * last vector's load is masked), so the hidden delta's D . W[:, 1:] can run
  * here on W itself (P = W + 1, NP = 1 + n_in).
  *
  * With W (the weights without their bias column, row stride ldw; NULL for the
@@ -324,32 +373,113 @@ static void fm_gemm_forward(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff
         n_vec = n_out - n_out % 16;
         fm_fwd_dot_cols(A, rows, K, lda, W + n_vec * ldw, ldw, n_out - n_vec, Z + n_vec, n_out);
     }
-    for (ptrdiff_t c0 = 0; c0 < n_vec; c0 += 80) {
-        ptrdiff_t nc = n_vec - c0 < 80 ? n_vec - c0 : 80;
-        int nv = (int)((nc + 15) / 16);
-        __mmask16 last = fm_tail_mask(nc - 16 * (nv - 1));
-        for (ptrdiff_t k0 = 0; k0 < K; k0 += kc) {
-            ptrdiff_t nk = K - k0 < kc ? K - k0 : kc;
-            const float *p = P + k0 * NP + c0;
-            ptrdiff_t i = 0;
-            if (rows >= 6) {    /* the first tile fetches P's rows for the others */
-                const float *a = A + k0;
-                float *z = Z + c0;
-                FM_FWD_CASES_AHEAD(6, K - k0)
-                i = 6;
-            }
-            for (; i + 6 <= rows; i += 6) {
-                const float *a = A + i * lda + k0;
-                float *z = Z + i * n_out + c0;
-                FM_FWD_CASES(6)
-            }
-            if (i < rows) {
-                const float *a = A + i * lda + k0;
-                float *z = Z + i * n_out + c0;
-                FM_LEFT_CASES(FM_FWD_CASES, rows - i)
-            }
+    fm_gemm_tiles(A, rows, K, lda, 1, P, NP, Z, n_out, n_vec, kc, 1);
+}
+
+/* dst[i * ldd + j] := src[j * lds + i] for j < n, i < m: the n x m matrix
+ * src transposed, by 16 x 16 blocks in registers. */
+__attribute__((target("avx512f")))
+static void fm_transpose(const float *src, ptrdiff_t n, ptrdiff_t m, ptrdiff_t lds, float *dst,
+                         ptrdiff_t ldd)
+{
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += 16) {
+        ptrdiff_t nj = n - j0 < 16 ? n - j0 : 16;
+        for (ptrdiff_t i0 = 0; i0 < m; i0 += 16) {
+            ptrdiff_t mi = m - i0 < 16 ? m - i0 : 16;
+            __mmask16 im = fm_tail_mask(mi), jm = fm_tail_mask(nj);
+            __m512 r[16];
+            for (int q = 0; q < 16; ++q)
+                r[q] = q < nj ? _mm512_maskz_loadu_ps(im, src + (j0 + q) * lds + i0)
+                              : _mm512_setzero_ps();
+            fm_transpose16(r);
+            for (ptrdiff_t q = 0; q < mi; ++q)
+                _mm512_mask_storeu_ps(dst + (i0 + q) * ldd + j0, jm, r[q]);
         }
     }
+}
+
+/* The forward product Z (rows x n_out) := A (rows x K, row stride lda) .
+ * W^T, with W (n_out x K, row stride ldw) as it lies, for a few rows
+ * (see fm_forward_by_weights_pays): computed transposed, Z^T = W . A^T, with W's
+ * elements broadcast and the small A^T packed in `scratch`
+ * (fm_by_weights_floats(rows, K, n_out) floats, 64-byte aligned), then Z^T
+ * transposed into Z.  Each element gets the same fused multiply-adds in the
+ * same order as in fm_gemm_forward, so the numbers are the same. */
+__attribute__((target("avx512f")))
+static void fm_forward_by_weights(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t lda,
+                                  const float *W, ptrdiff_t ldw, float *Z, ptrdiff_t n_out,
+                                  float *scratch)
+{
+    const ptrdiff_t R = (rows + 15) / 16 * 16;
+    float *At = scratch, *Zt = scratch + K * R;
+    fm_pack_weights_avx512(A, rows, K, lda, At, R, 0, 1, 0);
+    fm_gemm_tiles(W, n_out, K, ldw, 1, At, R, Zt, R, R, 512, 0);
+    fm_transpose(Zt, n_out, rows, R, Z, n_out);
+}
+
+/* The hidden delta's product D' (rows x n) := D (rows x n_next, row stride
+ * ldd) . W (n_next x n, row stride ldw) for a few rows, computed as D'^T =
+ * W^T . D^T: W's elements broadcast (a column of 6 per k), D^T packed in
+ * `scratch` (fm_by_weights_floats(rows, n_next, n) floats, 64-byte aligned).
+ * fm_gemm_forward on W itself loads its rows' vectors at the offsets the
+ * bias column leaves, 15 in 16 of them across two cache lines; here every
+ * vector load is aligned.  The same sums in the same order. */
+__attribute__((target("avx512f")))
+static void fm_delta_by_weights(const float *D, ptrdiff_t rows, ptrdiff_t n_next, ptrdiff_t ldd,
+                                const float *W, ptrdiff_t ldw, float *Dout, ptrdiff_t n,
+                                float *scratch)
+{
+    const ptrdiff_t R = (rows + 15) / 16 * 16;
+    float *Dt = scratch, *Ot = scratch + n_next * R;
+    fm_pack_weights_avx512(D, rows, n_next, ldd, Dt, R, 0, 1, 0);
+    fm_gemm_tiles(W, n, n_next, 1, ldw, Dt, R, Ot, R, R, 64, 0);
+    fm_transpose(Ot, n, rows, R, Dout, n);
+}
+
+/* Whether the forward product of `rows` rows into n_out outputs goes by
+ * weights: single-thread runs on Zen 5 (GFLOP/s, by weights against
+ * fm_gemm_forward on packed weights, packing not counted): 64 x 784 x 256
+ * 250 / 228, 64 x 2048 x 2048 240-250 / 214-228, 16 x 2048 x 2048 136 /
+ * 150, 64 x 70 x 30 185 / 237.  A layer whose last columns go by dot
+ * products (70 wide) keeps fm_gemm_forward, whose sums are in another order. */
+static inline int fm_forward_by_weights_pays(ptrdiff_t rows, ptrdiff_t n_out)
+{
+    return rows >= 32 && rows <= 64 && n_out >= 128 && !(n_out % 16 != 0 && n_out % 16 <= 8);
+}
+
+/* Whether the hidden delta of `rows` rows from n_next outputs goes by
+ * weights: 64 rows, GFLOP/s by weights against fm_gemm_forward on W:
+ * 2048 -> 2048 223-231 / 160-164, 256 -> 256 246 / 205, 70 -> 784 238 / 211,
+ * 30 -> 70 183 / 170, 10 -> 2048 46 / 126; 80 rows of 2048 -> 2048 125 / 162. */
+static inline int fm_delta_by_weights_pays(ptrdiff_t rows, ptrdiff_t n_next)
+{
+    return rows <= 64 && n_next >= 64;
+}
+
+/* The forward product of fm_gemm_forward, by weights when it pays and
+ * `scratch` (or NULL) is given: the same numbers either way. */
+__attribute__((target("avx512f")))
+static void fm_forward_product(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t lda,
+                               const float *P, ptrdiff_t NP, float *Z, ptrdiff_t n_out,
+                               const float *W, ptrdiff_t ldw, float *scratch)
+{
+    if (scratch != NULL && fm_forward_by_weights_pays(rows, n_out))
+        fm_forward_by_weights(A, rows, K, lda, W, ldw, Z, n_out, scratch);
+    else
+        fm_gemm_forward(A, rows, K, lda, P, NP, Z, n_out, W, ldw);
+}
+
+/* The hidden delta's product on W as it lies (fm_gemm_forward with P = W),
+ * by weights when it pays and `scratch` (or NULL) is given. */
+__attribute__((target("avx512f")))
+static void fm_delta_product(const float *D, ptrdiff_t rows, ptrdiff_t n_next, ptrdiff_t ldd,
+                             const float *W, ptrdiff_t ldw, float *Dout, ptrdiff_t n,
+                             float *scratch)
+{
+    if (scratch != NULL && fm_delta_by_weights_pays(rows, n_next))
+        fm_delta_by_weights(D, rows, n_next, ldd, W, ldw, Dout, n, scratch);
+    else
+        fm_gemm_forward(D, rows, n_next, ldd, W, ldw, Dout, n, NULL, 0);
 }
 
 /* G rows [0, mr) x vectors [0, nv) of the gradient product; mr <= 6, nv <= 4. */
@@ -420,6 +550,25 @@ static void fm_gemm_gradient(const float *D, ptrdiff_t rows, ptrdiff_t n_out, pt
     }
 }
 #else
+static inline int fm_forward_by_weights_pays(ptrdiff_t rows, ptrdiff_t n_out)
+{
+    (void)rows; (void)n_out;
+    return 0;
+}
+static void fm_forward_product(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t lda,
+                               const float *P, ptrdiff_t NP, float *Z, ptrdiff_t n_out,
+                               const float *W, ptrdiff_t ldw, float *scratch)
+{
+    (void)A; (void)rows; (void)K; (void)lda; (void)P; (void)NP; (void)Z; (void)n_out;
+    (void)W; (void)ldw; (void)scratch;
+}
+static void fm_delta_product(const float *D, ptrdiff_t rows, ptrdiff_t n_next, ptrdiff_t ldd,
+                             const float *W, ptrdiff_t ldw, float *Dout, ptrdiff_t n,
+                             float *scratch)
+{
+    (void)D; (void)rows; (void)n_next; (void)ldd; (void)W; (void)ldw; (void)Dout; (void)n;
+    (void)scratch;
+}
 static void fm_gemm_forward(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t lda,
                             const float *P, ptrdiff_t NP, float *Z, ptrdiff_t n_out,
                             const float *W, ptrdiff_t ldw)

@@ -24,8 +24,11 @@ def rand(shape, low=-1.0, high=1.0, order="C"):
     return np.asfortranarray(a) if order == "F" else a
 
 
+# up to 64 rows from 64 or more outputs go by weights on the AVX-512 path
+# (fm_delta_by_weights): (37, 70, 23), (64, 130, 200), (5, 64, 17)
 @pytest.mark.parametrize("B,n_next,n", [(1, 1, 1), (7, 3, 5), (37, 11, 23), (500, 10, 30),
-                                        (129, 70, 30)])
+                                        (129, 70, 30), (37, 70, 23), (64, 130, 200),
+                                        (5, 64, 17)])
 @pytest.mark.parametrize("order_d", ["C", "F"])
 @pytest.mark.parametrize("order_a", ["C", "F"])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
@@ -40,7 +43,11 @@ def test_hidden_delta_matches_numpy(B, n_next, n, order_d, order_a, activation):
     nb.hidden_delta(delta_next, W_next, A, want, np.empty_like(want), activation)
     got = np.full((B, n), np.nan, np.float32)
     ck.hidden_delta(delta_next, W_next, A, got, None, activation)
-    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-6)
+    # a sum of n_next products in another order: a few ulps of sum |d w| (times
+    # act' <= 1), which for 130 terms exceeds 1e-6 where the terms cancel
+    terms = np.abs(delta_next).astype(np.float64) @ np.abs(W_next[:, 1:]).astype(np.float64)
+    atol = max(1e-6, 4 * np.finfo(np.float32).eps * terms.max())
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol)
 
 
 def test_hidden_delta_uses_the_forward_output_not_z():
@@ -125,10 +132,12 @@ def test_hidden_delta_rejects_wrong_dtype_and_layout_of_output():
 # ----------------------------------------------------------------- forward
 # widths with 1-8 columns past a multiple of 16 (70, 24, 40, 136) take their last
 # columns as dot products with W's rows on the AVX-512 path: rows and k's not
-# multiples of 4 and 16 are among them
+# multiples of 4 and 16 are among them.  32-64 rows into 128 or more outputs
+# go by weights (fm_forward_by_weights): (33, 23, 128), (64, 100, 203), (45, 17, 144)
 @pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (7, 5, 3), (37, 23, 11), (129, 784, 70),
                                          (500, 30, 10), (5, 17, 24), (3, 15, 136),
-                                         (66, 33, 40)])
+                                         (66, 33, 40), (33, 23, 128), (64, 100, 203),
+                                         (45, 17, 144)])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 def test_forward_layer_matches_numpy(B, n_in, n_out, order, activation):
@@ -143,6 +152,37 @@ def test_forward_layer_matches_numpy(B, n_in, n_out, order, activation):
     scale = (np.abs(A).astype(np.float64) @ np.abs(W[:, 1:]).T.astype(np.float64)).max()
     atol = max(1e-7, 4 * np.finfo(np.float32).eps * scale)
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol)
+
+
+@pytest.mark.parametrize("B,n_in,n_out", [(33, 23, 128), (64, 100, 203), (45, 17, 144),
+                                         (64, 2048, 256)])
+def test_forward_by_weights_gives_the_packed_products_numbers(B, n_in, n_out):
+    """The forward product by weights (Z^T = W . A^T, then transposed) sums
+    each element in the same order as the one on packed weights."""
+    A, W = rand((B, n_in), -2, 2), rand((n_out, 1 + n_in), -0.5, 0.5)
+    got = [np.full((B, n_out), np.nan, np.float32) for _ in range(2)]
+    for out, by_weights in zip(got, (True, False)):
+        previous = ck.set_by_weights(by_weights)
+        try:
+            ck.forward_layer(A, W, out, "tanh")
+        finally:
+            ck.set_by_weights(previous)
+    np.testing.assert_array_equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("B,n_next,n", [(37, 70, 23), (64, 130, 200), (5, 64, 17),
+                                        (64, 2048, 300)])
+def test_delta_by_weights_gives_the_numbers_of_the_product_on_w(B, n_next, n):
+    D, W = rand((B, n_next)), rand((n_next, 1 + n))
+    A = rand((B, n), 0.0, 1.0)
+    got = [np.full((B, n), np.nan, np.float32) for _ in range(2)]
+    for out, by_weights in zip(got, (True, False)):
+        previous = ck.set_by_weights(by_weights)
+        try:
+            ck.hidden_delta(D, W, A, out, None, "sigmoid")
+        finally:
+            ck.set_by_weights(previous)
+    np.testing.assert_array_equal(got[0], got[1])
 
 
 @pytest.mark.parametrize("B,K", [(1, 2), (9, 10), (300, 10), (5, 77)])

@@ -189,3 +189,45 @@ def test_only_packed_weights_of_half_the_l3_or_more_are_streamed(monkeypatch):
     monkeypatch.setattr(_panels, "cache_bytes", lambda level=2, default=0: 32 * 2 ** 20)
     # 784 x 2048 is 6.1 MiB packed, 2048 x 2048 16 MiB: half of a 32 MiB L3
     assert _panels.stream_packing([784, 2048, 2048], [2048, 2048, 10]) == [False, True, False]
+
+
+def test_by_weights_plan_follows_the_rules():
+    from fastmlp.backends._panels import by_weights_plan
+    wide = [256, 2048, 10]
+    # slices of 64 rows: the forward of 256 and 2048 units goes by weights, not of 10
+    assert by_weights_plan(wide, batch=128, n_threads=2, chunk_rows=256, own=True,
+                           sparse=False) == [True, True, False]
+    # slices of 16 or 250 rows, a chunk of 100 rows, sgemm, the sparse first layer: never
+    for kw in (dict(batch=32), dict(batch=500), dict(batch=100, n_threads=1),
+               dict(batch=128, own=False)):
+        kw = dict(dict(n_threads=2, chunk_rows=256, own=True, sparse=False), **kw)
+        assert by_weights_plan(wide, **kw) == [False] * 3
+    assert by_weights_plan(wide, batch=128, n_threads=2, chunk_rows=256, own=True,
+                           sparse=True) == [False, True, False]
+    # every chunk must qualify: 100 rows in chunks of 40 leave one of 20
+    assert by_weights_plan(wide, batch=100, n_threads=1, chunk_rows=40, own=True,
+                           sparse=False) == [False] * 3
+    assert by_weights_plan(wide, batch=120, n_threads=1, chunk_rows=40, own=True,
+                           sparse=False) == [True, True, False]
+    # a 70-wide layer keeps the packed product (its last columns by dot products)
+    assert by_weights_plan([70, 144], batch=100, n_threads=2, chunk_rows=256, own=True,
+                           sparse=False) == [False, True]
+
+
+@needs_own
+@pytest.mark.parametrize("threads,batch,last", [(1, 47, 27), (2, 100, 37)])
+def test_weights_left_unpacked_are_packed_for_an_epochs_short_batch(threads, batch, last):
+    """Slices of 47 or 50 rows take the 128-wide layer's forward by weights, so
+    the update leaves its packed weights stale; the epoch's last batch has
+    slices under 32 rows, which read them, so they must be packed again
+    first.  The fit must follow the NumPy twin's."""
+    (X, y), _ = load_digits()
+    assert X.shape[0] % batch == last
+    kw = dict(hidden_layer_sizes=(128,), epochs=2, batch_size=batch, random_state=0,
+              n_threads=threads, optimizer="sgd", momentum=0.9)
+    bk = make((64, 128, 10), 200, batch, threads)
+    assert bk.pn.pack_modes == ["none", "cached"]
+    a = MLPClassifier(backend="compiled", **kw).fit(X, y)
+    b = MLPClassifier(backend="numpy", **kw).fit(X, y)
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)

@@ -47,14 +47,26 @@ from ._sparse_layer import set_sparse_mode
 from ._layers cimport (_Net, al1, al2, alidx, aligned, act_kind, check_lambdas, fm_opt,
                        fm_opt_prepare, forward_block, layer_forward, layer_gradient,
                        layer_hidden_delta, layer_update_row, ld_of, n_threads_of, operand,
-                       own_gemm, set_opt, fm_packed_width, fm_pack_weights)
+                       own_gemm, set_opt, fm_by_weights_floats, fm_packed_width, fm_pack_weights)
 from ._output cimport Targets, output_layer
 
 __all__ = ["forward_layer", "output_delta", "hidden_delta", "gradient_update",
            "regularization_cost", "network_outputs", "sparse_forward_layer",
            "sparse_gradient_update", "column_mean_var", "gather_rows", "Backend",
            "CompiledBackend", "HAVE_OPENMP", "OWN_GEMM_AVAILABLE", "PHASES", "gemm_kind",
-           "max_threads", "set_own_gemm", "set_sparse_mode"]
+           "max_threads", "set_by_weights", "set_own_gemm", "set_sparse_mode"]
+
+_by_weights = True
+
+
+def set_by_weights(bint flag):
+    """Whether :func:`forward_layer` and :func:`hidden_delta` take their
+    products by weights where that pays, as the training step does (True,
+    the default), or never (False: to check that both ways give the same
+    numbers); returns the previous setting."""
+    global _by_weights
+    previous, _by_weights = _by_weights, flag
+    return previous
 
 
 def _check_shape(str name, tuple got, tuple want):
@@ -116,11 +128,14 @@ def forward_layer(const float[:, :] A_prev, const float[:, :] W, float[:, ::1] A
     cdef Py_ssize_t NP = fm_packed_width(n_out)
     cdef bint own = own_gemm() and n_in > 0
     cdef float[::1] P = aligned_zeros(n_in * NP if own else 1)
+    cdef bint bw = own and _by_weights
+    cdef float[::1] S = aligned_zeros(fm_by_weights_floats(B, n_in, n_out) if bw else 1)
     with nogil:
         if own:
             fm_pack_weights(&W[0, 1], n_out, n_in, ldw, &P[0], NP)
         layer_forward(&Ar[0, 0] if n_in > 0 else NULL, lda, B, <int>n_in, &W[0, 0], ldw,
-                      <int>n_out, &P[0] if own else NULL, NP, &A_out[0, 0], &bias[0], kind)
+                      <int>n_out, &P[0] if own else NULL, NP, &A_out[0, 0], &bias[0], kind,
+                      &S[0] if bw else NULL)
 
 
 def output_delta(const float[:, ::1] A_L, const float[:, :] Y, float[:, ::1] delta_out,
@@ -194,9 +209,11 @@ def hidden_delta(const float[:, :] delta_next, const float[:, :] W_next,
     if B == 0 or n == 0:
         return
     cdef int ldd = ld_of(Dr), lda = ld_of(Ar), ldw = ld_of(W_next)
+    cdef bint bw = own_gemm() and _by_weights
+    cdef float[::1] S = aligned_zeros(fm_by_weights_floats(B, n_next, n) if bw else 1)
     with nogil:
         layer_hidden_delta(&Dr[0, 0], ldd, B, <int>n_next, &W_next[0, 0], ldw, &Ar[0, 0],
-                           lda, <int>n, &delta_out[0, 0], kind)
+                           lda, <int>n, &delta_out[0, 0], kind, &S[0] if bw else NULL)
 
 
 def gradient_update(const float[:, :] delta, const float[:, :] A_prev, float[:, ::1] W,

@@ -56,7 +56,14 @@ cdef extern from "fastmlp_gemm.h" nogil:
     void fm_gemm_gradient(const float *D, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t ldd,
                           const float *A, Py_ssize_t lda, Py_ssize_t K, float *G,
                           int accumulate)
-
+    size_t fm_by_weights_floats(Py_ssize_t rows, Py_ssize_t n_a, Py_ssize_t n_b)
+    int fm_forward_by_weights_pays(Py_ssize_t rows, Py_ssize_t n_out)
+    void fm_forward_product(const float *A, Py_ssize_t rows, Py_ssize_t K, Py_ssize_t lda,
+                            const float *P, Py_ssize_t NP, float *Z, Py_ssize_t n_out,
+                            const float *W, Py_ssize_t ldw, float *scratch)
+    void fm_delta_product(const float *D, Py_ssize_t rows, Py_ssize_t n_next, Py_ssize_t ldd,
+                          const float *W, Py_ssize_t ldw, float *Dout, Py_ssize_t n,
+                          float *scratch)
 
 cdef struct NetC:
     int L
@@ -112,11 +119,12 @@ cdef void gemm_rowmajor(char ta, char tb, int m, int n, int k, float alpha,
 # --- layer-level kernels: the training step and the def wrappers call these
 cdef void layer_forward(const float *A_prev, Py_ssize_t lda, Py_ssize_t rows, int n_in,
                         const float *W, Py_ssize_t ldw, int n_out, const float *P,
-                        Py_ssize_t NP, float *A_out, float *scratch, int kind) noexcept nogil
+                        Py_ssize_t NP, float *A_out, float *scratch, int kind,
+                        float *bw) noexcept nogil
 cdef void layer_hidden_delta(const float *D_next, Py_ssize_t ldd, Py_ssize_t rows,
                              int n_next, const float *W_next, Py_ssize_t ldw,
                              const float *A, Py_ssize_t lda, int n, float *D_out,
-                             int kind) noexcept nogil
+                             int kind, float *bw) noexcept nogil
 cdef void layer_gradient(const float *D, Py_ssize_t rows, int n_out, const float *A_prev,
                          Py_ssize_t lda, int n_in, float *G, float *gb, bint accumulate,
                          bint own) noexcept nogil
@@ -125,6 +133,6 @@ cdef double layer_update_row(float *w, float *s1, float *s2, float *G, float *gb
                              int gb_parts, int n_in, float l2, float l1,
                              const fm_opt *o) noexcept nogil
 cdef void net_forward(const NetC *net, Py_ssize_t l, const float *A_prev, Py_ssize_t rows,
-                      float *A_out, float *scratch) noexcept nogil
+                      float *A_out, float *scratch, float *bw) noexcept nogil
 cdef void forward_block(const NetC *net, const float *X, float *out, Py_ssize_t r0,
                         Py_ssize_t r1, float *buf0, float *buf1, float *scratch) noexcept nogil

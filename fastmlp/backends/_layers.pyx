@@ -241,16 +241,17 @@ cdef void gemm_rowmajor(char ta, char tb, int m, int n, int k, float alpha,
 # --------------------------------------------------------- layer-level kernels
 cdef void layer_forward(const float *A_prev, Py_ssize_t lda, Py_ssize_t rows, int n_in,
                         const float *W, Py_ssize_t ldw, int n_out, const float *P,
-                        Py_ssize_t NP, float *A_out, float *scratch, int kind) noexcept nogil:
+                        Py_ssize_t NP, float *A_out, float *scratch, int kind,
+                        float *bw) noexcept nogil:
     """A_out (rows x n_out, row stride n_out) := act(A_prev . W[:, 1:]^T + W[:, 0]).
 
     A_prev has row stride lda, W row stride ldw (bias in column 0).  With P
     (W[:, 1:]^T packed by fm_pack_weights_part, NP wide) the product runs on
-    fastmlp's AVX-512 kernel, else on sgemm; then one fused pass adds the
-    bias and applies activation ``kind`` (softmax row by row).  ``scratch``
-    holds n_out floats."""
+    fastmlp's AVX-512 kernels (fm_forward_product: by weights with ``bw``'s
+    scratch), else sgemm; then one fused pass adds the bias and applies
+    activation ``kind`` (softmax row by row).  ``scratch``: n_out floats."""
     if P != NULL and n_in > 0:
-        fm_gemm_forward(A_prev, rows, n_in, lda, P, NP, A_out, n_out, W + 1, ldw)
+        fm_forward_product(A_prev, rows, n_in, lda, P, NP, A_out, n_out, W + 1, ldw, bw)
     elif n_in > 0:
         gemm_rowmajor(b'N', b'T', <int>rows, n_out, n_in, 1.0, A_prev, <int>lda,
                       W + 1, <int>ldw, 0.0, A_out, n_out)
@@ -262,17 +263,17 @@ cdef void layer_forward(const float *A_prev, Py_ssize_t lda, Py_ssize_t rows, in
 cdef void layer_hidden_delta(const float *D_next, Py_ssize_t ldd, Py_ssize_t rows,
                              int n_next, const float *W_next, Py_ssize_t ldw,
                              const float *A, Py_ssize_t lda, int n, float *D_out,
-                             int kind) noexcept nogil:
+                             int kind, float *bw) noexcept nogil:
     """D_out (rows x n, row stride n) := (D_next . W_next[:, 1:]) * act'(A).
 
     One product (the bias column of W_next skipped through its leading
-    dimension; fastmlp's AVX-512 kernel reads W_next as it lies, else
-    sgemm), then one elementwise pass that takes the derivative from the
-    forward output A (row stride lda): sigmoid A (1 - A), tanh 1 - A^2,
-    relu [A > 0]."""
+    dimension; fastmlp's AVX-512 kernels read W_next as it lies, with ``bw``
+    as scratch or NULL: fm_delta_product; else sgemm), then one elementwise
+    pass that takes the derivative from the forward output A (row stride
+    lda): sigmoid A (1 - A), tanh 1 - A^2, relu [A > 0]."""
     cdef Py_ssize_t i
     if _OWN:
-        fm_gemm_forward(D_next, rows, n_next, ldd, W_next + 1, ldw, D_out, n, NULL, 0)
+        fm_delta_product(D_next, rows, n_next, ldd, W_next + 1, ldw, D_out, n, bw)
     else:
         gemm_rowmajor(b'N', b'N', <int>rows, n, n_next, 1.0, D_next, <int>ldd,
                       W_next + 1, <int>ldw, 0.0, D_out, n)
@@ -320,12 +321,13 @@ cdef double layer_update_row(float *w, float *s1, float *s2, float *G, float *gb
 
 
 cdef void net_forward(const NetC *net, Py_ssize_t l, const float *A_prev, Py_ssize_t rows,
-                      float *A_out, float *scratch) noexcept nogil:
-    """Layer l of a network on contiguous rows: A_out := act(A_prev . W_l[:, 1:]^T + W_l[:, 0])."""
+                      float *A_out, float *scratch, float *bw) noexcept nogil:
+    """Layer l on contiguous rows: A_out := act(A_prev . W_l[:, 1:]^T + W_l[:, 0]); bw: NULL
+    or the scratch of layer_forward's product by weights."""
     cdef int n_in = net.n_in[l], n_out = net.n_out[l]
     layer_forward(A_prev, n_in, rows, n_in, net.W[l], n_in + 1, n_out,
                   net.P[l] if net.P != NULL else NULL, net.NP[l] if net.P != NULL else 0,
-                  A_out, scratch, net.out_act if l == net.L - 1 else net.hidden_act)
+                  A_out, scratch, net.out_act if l == net.L - 1 else net.hidden_act, bw)
 
 
 cdef void forward_block(const NetC *net, const float *X, float *out, Py_ssize_t r0,
@@ -337,7 +339,7 @@ cdef void forward_block(const NetC *net, const float *X, float *out, Py_ssize_t 
     cdef float *tmp
     for l in range(net.L):
         dst = out + r0 * net.n_out[l] if l == net.L - 1 else buf0
-        net_forward(net, l, src, rows, dst, scratch)
+        net_forward(net, l, src, rows, dst, scratch, NULL)
         src = dst
         tmp = buf0
         buf0 = buf1

@@ -17,9 +17,13 @@ cdef struct StepBufs:
     Py_ssize_t CH       # rows per chunk of a slice
     bint sparse0        # layer 0 is the sparse first layer (weights updated elsewhere)
     unsigned char *by_panels    # per layer: gradient by panels after the slices
-    unsigned char *stream_pack  # per layer: packed weights written past the caches
+    unsigned char *pack_mode    # per layer: the update packs its weights with cached
+                                # stores (0), past the caches (1), or not at all (2)
     float *panel_G      # per thread (panel_G_stride apart): a panel's gradient, or
     Py_ssize_t panel_G_stride   # NULL to form it in slice 0's G (kept for last_step)
+    float *bw           # per slice (bw_floats apart): scratch of the products by weights
+    Py_ssize_t bw_floats        # (fm_forward_product, fm_delta_product), or NULL
+    bint unpacked       # some layer's pack_mode is 2: its packed weights go stale
 
 
 cdef class Panels:

@@ -12,7 +12,9 @@ forward product reads.  One panel's job, in one thread:
 2. the update of its rows: the partial gradients summed (T of them, or the
    one from step 1), regularised, and one optimiser step;
 3. its block of the packed weights, while the new rows are in the core's
-   cache, so the next step needs no separate repack pass.
+   cache, so the next step needs no separate repack pass; none for a layer
+   whose forward product goes by weights in every chunk of a full batch
+   (:func:`by_weights_plan`), which reads W itself.
 
 Two ways to the gradient
 ------------------------
@@ -36,14 +38,15 @@ way is faster depends on the shape and the thread count: see
 import functools
 import os
 
-from ._layers cimport fm_gemm_gradient, fm_pack_panel, layer_update_row, now, r16
+from ._layers cimport (fm_by_weights_floats, fm_forward_by_weights_pays, fm_gemm_gradient,
+                       fm_pack_panel, layer_update_row, now, r16)
 
 import numpy as np
 
 from ._layers import aligned_zeros
 
-__all__ = ["Panels", "cache_bytes", "l2_cache_bytes", "panel_plan", "panels_cheaper", "split_bytes",
-           "stream_packing"]
+__all__ = ["Panels", "by_weights_plan", "cache_bytes", "l2_cache_bytes", "panel_plan",
+           "panels_cheaper", "split_bytes", "stream_packing"]
 
 SPLITS = ("auto", "rows", "panels")
 
@@ -72,17 +75,36 @@ def panel_plan(n_in, n_out, batch, n_threads, chunk_rows, own, sparse, split=Non
     return out
 
 
+def by_weights_plan(n_out, batch, n_threads, chunk_rows, own, sparse):
+    """Per layer, True when every chunk of a full batch (``batch`` rows in
+    ``n_threads`` slices, each in chunks of ``chunk_rows``, as in
+    :func:`panel_plan`) takes the forward product by weights, which reads W
+    as it lies: the update then leaves that layer's packed weights stale, and
+    a shorter batch (an epoch's last) repacks them before it runs."""
+    T = max(1, min(n_threads, batch))
+    CH = min(chunk_rows, -(-batch // T))
+    sizes = set()
+    for s in range(T):
+        rows = (s + 1) * batch // T - s * batch // T
+        sizes |= {min(CH, rows), rows % CH or CH}
+    return [bool(own and not (sparse and l == 0) and
+                 all(fm_forward_by_weights_pays(r, m) for r in sizes))
+            for l, m in enumerate(n_out)]
+
+
 cdef class Panels:
     """The update's job table and the buffers of its panel jobs:
     ``Panels(n_in, n_out, batch, n_threads, chunk_rows, own, sparse, keep_steps)``
     with the arguments of :func:`panel_plan` (``keep_steps``: a gradient by
     panels is formed in slice 0's G, for ``last_step``, instead of a small
-    buffer per thread)."""
+    buffer per thread); and, with ``own``, each slice's scratch for the
+    products by weights of its chunks (up to 64 rows of them)."""
 
     def __cinit__(self, n_in, n_out, batch, n_threads, chunk_rows, own, sparse, keep_steps):
         flags = np.array(panel_plan(n_in, n_out, batch, n_threads, chunk_rows, own, sparse),
                          np.uint8)
-        stream = np.array(stream_packing(n_in, n_out), np.uint8)
+        mode = np.array(stream_packing(n_in, n_out), np.uint8)
+        mode[np.array(by_weights_plan(n_out, batch, n_threads, chunk_rows, own, sparse), bool)] = 2
         jobs = np.array([(l, j0) for l, m in enumerate(n_out) for j0 in range(0, m, 16)],
                         np.intc).reshape(-1, 2).T.copy()
         first = np.cumsum([0] + list(n_out)).astype(np.intp)
@@ -90,7 +112,12 @@ cdef class Panels:
         stride = 16 * max(n_in) if flags.any() and not keep_steps else 0
         G = aligned_zeros(max(1, n_threads * stride))
         reg, sec = np.zeros(max(1, self.n_rows)), np.zeros(8 * n_threads)
-        self._keep = (flags, jobs, first, G if stride else None, reg, sec, stream, stride)
+        CH = min(chunk_rows, -(-batch // n_threads))
+        bw = r16(fm_by_weights_floats(min(CH, 64), 0, max(
+            [k + m for k, m in zip(n_in, n_out)][sparse:], default=0))) if own else 0
+        scratch = aligned_zeros(max(1, n_threads * bw))
+        self._keep = (flags, jobs, first, G if stride else None, reg, sec, mode, stride,
+                      scratch, bw)
         self.job_layer = <int *><size_t>jobs[0].ctypes.data
         self.job_row = <int *><size_t>jobs[1].ctypes.data
         self.row_first = <Py_ssize_t *><size_t>first.ctypes.data
@@ -98,18 +125,28 @@ cdef class Panels:
         self.grad_seconds = <double *><size_t>sec.ctypes.data
 
     cdef void plan_into(self, StepBufs *bf):
-        """Point ``bf``'s per-layer plan (gradient by panels, streamed packing)
-        and its panel buffers at this object's (which keeps them alive)."""
-        flags, _, _, G, _, _, stream, stride = self._keep
+        """Point ``bf``'s per-layer plan (gradient by panels, how the update
+        packs the weights), its panel buffers and the slices' scratch for the
+        products by weights at this object's (which keeps them alive)."""
+        flags, _, _, G, _, _, mode, stride, scratch, bw = self._keep
         bf.by_panels = <unsigned char *><size_t>flags.ctypes.data
-        bf.stream_pack = <unsigned char *><size_t>stream.ctypes.data
+        bf.pack_mode = <unsigned char *><size_t>mode.ctypes.data
+        bf.unpacked = 2 in mode
         bf.panel_G = <float *><size_t>G.ctypes.data if G is not None else NULL
         bf.panel_G_stride = stride
+        bf.bw = <float *><size_t>scratch.ctypes.data if bw else NULL
+        bf.bw_floats = bw
 
     @property
     def by_panels_flags(self):
         """Per layer, whether its gradient goes by panels."""
         return [bool(f) for f in self._keep[0]]
+
+    @property
+    def pack_modes(self):
+        """Per layer, how the update packs its weights: "cached", "streamed"
+        (past the caches) or "none" (its forward goes by weights)."""
+        return [("cached", "streamed", "none")[m] for m in self._keep[6]]
 
 
 @functools.lru_cache(maxsize=None)
@@ -203,8 +240,7 @@ cdef double panel_job(const NetC *net, const StepBufs *bf, int l, Py_ssize_t j0,
         row_reg[j] = layer_update_row(net.W[l] + j * ld, bf.V[l] + j * ld, bf.V2[l] + j * ld,
                                       G + j * k, bf.gb[l] + j, r16(<Py_ssize_t>n_out * k),
                                       r16(n_out), parts, T, k, l2, l1, o)
-    if net.P != NULL and net.P[l] != NULL:
-        fm_pack_panel(net.W[l] + 1, n_out, n_in, ld, net.P[l], net.NP[l], j0,
-                      bf.stream_pack[l])
+    if net.P != NULL and net.P[l] != NULL and bf.pack_mode[l] != 2:
+        fm_pack_panel(net.W[l] + 1, n_out, n_in, ld, net.P[l], net.NP[l], j0, bf.pack_mode[l])
     return spent
 

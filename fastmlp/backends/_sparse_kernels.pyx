@@ -239,6 +239,6 @@ cdef void _sparse_block(SparseC *sl, const NetC *net, const Py_ssize_t *rows, Py
     sl_forward(sl, t, rows + r0, m, dst, scratch, net.out_act if L == 1 else net.hidden_act)
     for l in range(1, L):
         tmp = out + r0 * net.n_out[L - 1] if l == L - 1 else buf1
-        net_forward(net, l, dst, m, tmp, scratch)
+        net_forward(net, l, dst, m, tmp, scratch, NULL)
         buf1 = dst
         dst = tmp

@@ -99,7 +99,7 @@ cdef class CompiledBackend:
     cdef double *slice_cost
     cdef long *slice_correct
     cdef readonly Panels pn         # the update's jobs
-    cdef bint packed                # the packed weights hold the current ones
+    cdef bint packed                # the packed weights hold the current ones (see bf.unpacked)
     cdef float *scratch
     cdef float l2, l1
     cdef double phase[5]
@@ -333,7 +333,8 @@ cdef class CompiledBackend:
         if bad >= 0:
             raise ValueError(f"idx[{bad}] = {idx[bad]} is out of range for {self.n_rows} rows")
         with nogil:
-            if not self.packed:     # else the last update packed each panel it wrote
+            # the last update packed all it wrote but the layers of bf.unpacked
+            if not self.packed or (self.bf.unpacked and b != self.Bmax):
                 t0 = now()
                 for s in prange(T, schedule="static", chunksize=1, num_threads=T):
                     self.net.repack_part(s, T)
@@ -389,6 +390,7 @@ cdef class CompiledBackend:
         cdef int L = self.net.L, l, first = 1
         cdef int n0 = self.net.n_in[0], n_in, n_out, K = self.net.n_out[L - 1]
         cdef float *scratch = self.scratch + s * r16(self.net.widest)
+        cdef float *bw = self.bf.bw + s * self.bf.bw_floats if self.bf.bw != NULL else NULL
         cdef float *A0 = self.bf.A0 + s * r16(CH * n0)
         cdef const float *A_prev
         cdef double t0 = now(), t1
@@ -411,7 +413,7 @@ cdef class CompiledBackend:
             for l in range(1 if sp != NULL else 0, L):
                 n_out = self.net.n_out[l]
                 net_forward(&self.net.c, l, A_prev, rows, self.bf.A[l] + s * r16(CH * n_out),
-                            scratch)
+                            scratch, bw)
                 A_prev = self.bf.A[l] + s * r16(CH * n_out)
             if s == 0:
                 t1 = now(); self.phase[1] += t1 - t0; t0 = t1
@@ -426,7 +428,7 @@ cdef class CompiledBackend:
                 layer_hidden_delta(self._delta(l, s, c0), n_out, rows, n_out,
                                    self.net.W[l], n_in + 1, self.bf.A[l - 1] + s * r16(CH * n_in),
                                    n_in, n_in, self._delta(l - 1, s, c0),
-                                   self.net.c.hidden_act)
+                                   self.net.c.hidden_act, bw)
             if s == 0:
                 t1 = now(); self.phase[2] += t1 - t0; t0 = t1
             # this chunk's share of the slice's partial gradient
