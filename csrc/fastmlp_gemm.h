@@ -439,12 +439,15 @@ static void fm_delta_by_weights(const float *D, ptrdiff_t rows, ptrdiff_t n_next
 /* Whether the forward product of `rows` rows into n_out outputs goes by
  * weights: single-thread runs on Zen 5 (GFLOP/s, by weights against
  * fm_gemm_forward on packed weights, packing not counted): 64 x 784 x 256
- * 250 / 228, 64 x 2048 x 2048 240-250 / 214-228, 16 x 2048 x 2048 136 /
- * 150, 64 x 70 x 30 185 / 237.  A layer whose last columns go by dot
- * products (70 wide) keeps fm_gemm_forward, whose sums are in another order. */
+ * 250 / 228, 64 x 2048 x 2048 240-250 / 214-228, 16 x 2048 x 2048 136-182 /
+ * 150-179, 64 x 70 x 30 185 / 237.  What decides 16-row chunks is the
+ * packed copy the update then need not write: 2 threads at batch 32, s/epoch,
+ * (2048, 2048) 2.22 -> 1.49, (1024,) 0.194 -> 0.126, (256,) 0.039 -> 0.034.
+ * A layer whose last columns go by dot products (70 wide) keeps
+ * fm_gemm_forward, whose sums are in another order. */
 static inline int fm_forward_by_weights_pays(ptrdiff_t rows, ptrdiff_t n_out)
 {
-    return rows >= 32 && rows <= 64 && n_out >= 128 && !(n_out % 16 != 0 && n_out % 16 <= 8);
+    return rows >= 16 && rows <= 64 && n_out >= 128 && !(n_out % 16 != 0 && n_out % 16 <= 8);
 }
 
 /* Whether the hidden delta of `rows` rows from n_next outputs goes by

@@ -132,12 +132,12 @@ def test_hidden_delta_rejects_wrong_dtype_and_layout_of_output():
 # ----------------------------------------------------------------- forward
 # widths with 1-8 columns past a multiple of 16 (70, 24, 40, 136) take their last
 # columns as dot products with W's rows on the AVX-512 path: rows and k's not
-# multiples of 4 and 16 are among them.  32-64 rows into 128 or more outputs
-# go by weights (fm_forward_by_weights): (33, 23, 128), (64, 100, 203), (45, 17, 144)
+# multiples of 4 and 16 are among them.  16-64 rows into 128 or more outputs
+# go by weights (fm_forward_by_weights): (33, 23, 128), (64, 100, 203), (17, 40, 160)
 @pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (7, 5, 3), (37, 23, 11), (129, 784, 70),
                                          (500, 30, 10), (5, 17, 24), (3, 15, 136),
                                          (66, 33, 40), (33, 23, 128), (64, 100, 203),
-                                         (45, 17, 144)])
+                                         (17, 40, 160)])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 def test_forward_layer_matches_numpy(B, n_in, n_out, order, activation):
@@ -154,8 +154,8 @@ def test_forward_layer_matches_numpy(B, n_in, n_out, order, activation):
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol)
 
 
-@pytest.mark.parametrize("B,n_in,n_out", [(33, 23, 128), (64, 100, 203), (45, 17, 144),
-                                         (64, 2048, 256)])
+@pytest.mark.parametrize("B,n_in,n_out", [(33, 23, 128), (64, 100, 203), (17, 40, 160),
+                                         (45, 17, 144), (64, 2048, 256)])
 def test_forward_by_weights_gives_the_packed_products_numbers(B, n_in, n_out):
     """The forward product by weights (Z^T = W . A^T, then transposed) sums
     each element in the same order as the one on packed weights."""

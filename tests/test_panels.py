@@ -194,18 +194,19 @@ def test_only_packed_weights_of_half_the_l3_or_more_are_streamed(monkeypatch):
 def test_by_weights_plan_follows_the_rules():
     from fastmlp.backends._panels import by_weights_plan
     wide = [256, 2048, 10]
-    # slices of 64 rows: the forward of 256 and 2048 units goes by weights, not of 10
-    assert by_weights_plan(wide, batch=128, n_threads=2, chunk_rows=256, own=True,
-                           sparse=False) == [True, True, False]
-    # slices of 16 or 250 rows, a chunk of 100 rows, sgemm, the sparse first layer: never
-    for kw in (dict(batch=32), dict(batch=500), dict(batch=100, n_threads=1),
+    # slices of 16-64 rows: the forward of 256 and 2048 units goes by weights, not of 10
+    for batch in (32, 100, 128):
+        assert by_weights_plan(wide, batch=batch, n_threads=2, chunk_rows=256, own=True,
+                               sparse=False) == [True, True, False]
+    # slices of 8 or 250 rows, a chunk of 100 rows, sgemm, the sparse first layer: never
+    for kw in (dict(batch=16), dict(batch=500), dict(batch=100, n_threads=1),
                dict(batch=128, own=False)):
         kw = dict(dict(n_threads=2, chunk_rows=256, own=True, sparse=False), **kw)
         assert by_weights_plan(wide, **kw) == [False] * 3
     assert by_weights_plan(wide, batch=128, n_threads=2, chunk_rows=256, own=True,
                            sparse=True) == [False, True, False]
-    # every chunk must qualify: 100 rows in chunks of 40 leave one of 20
-    assert by_weights_plan(wide, batch=100, n_threads=1, chunk_rows=40, own=True,
+    # every chunk must qualify: 100 rows in chunks of 45 leave one of 10
+    assert by_weights_plan(wide, batch=100, n_threads=1, chunk_rows=45, own=True,
                            sparse=False) == [False] * 3
     assert by_weights_plan(wide, batch=120, n_threads=1, chunk_rows=40, own=True,
                            sparse=False) == [True, True, False]
@@ -215,12 +216,12 @@ def test_by_weights_plan_follows_the_rules():
 
 
 @needs_own
-@pytest.mark.parametrize("threads,batch,last", [(1, 47, 27), (2, 100, 37)])
+@pytest.mark.parametrize("threads,batch,last", [(1, 62, 11), (2, 88, 29)])
 def test_weights_left_unpacked_are_packed_for_an_epochs_short_batch(threads, batch, last):
-    """Slices of 47 or 50 rows take the 128-wide layer's forward by weights, so
+    """Slices of 62 or 44 rows take the 128-wide layer's forward by weights, so
     the update leaves its packed weights stale; the epoch's last batch has
-    slices under 32 rows, which read them, so they must be packed again
-    first.  The fit must follow the NumPy twin's."""
+    slices of fewer than 16 rows, which read them, so they must be packed
+    again first.  The fit must follow the NumPy twin's."""
     (X, y), _ = load_digits()
     assert X.shape[0] % batch == last
     kw = dict(hidden_layer_sizes=(128,), epochs=2, batch_size=batch, random_state=0,
