@@ -398,42 +398,51 @@ static void fm_transpose(const float *src, ptrdiff_t n, ptrdiff_t m, ptrdiff_t l
     }
 }
 
+/* Y (rows x n) := X (rows x K, row stride ldx) . B, for a few rows, where
+ * B's element (k, c) is W[c * lar + k * lak]: computed transposed, Y^T =
+ * B^T . X^T, with W's elements broadcast by the tiles and X^T packed in
+ * `scratch` (fm_by_weights_floats(rows, K, n) floats), then Y^T transposed
+ * into Y.  Each element gets the same fused multiply-adds in the same order
+ * as in fm_gemm_forward.  The two products "by weights" below. */
+__attribute__((target("avx512f"), always_inline))
+static inline void fm_by_weights(const float *X, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t ldx,
+                                 const float *W, ptrdiff_t lar, ptrdiff_t lak, float *Y,
+                                 ptrdiff_t n, float *scratch, ptrdiff_t kc)
+{
+    const ptrdiff_t R = (rows + 15) / 16 * 16;
+    float *Xt = scratch, *Yt = scratch + K * R;
+    fm_pack_weights_avx512(X, rows, K, ldx, Xt, R, 0, 1, 0);
+    fm_gemm_tiles(W, n, K, lar, lak, Xt, R, Yt, R, R, kc, 0);
+    fm_transpose(Yt, n, rows, R, Y, n);
+}
+
 /* The forward product Z (rows x n_out) := A (rows x K, row stride lda) .
- * W^T, with W (n_out x K, row stride ldw) as it lies, for a few rows
- * (see fm_forward_by_weights_pays): computed transposed, Z^T = W . A^T, with W's
- * elements broadcast and the small A^T packed in `scratch`
- * (fm_by_weights_floats(rows, K, n_out) floats, 64-byte aligned), then Z^T
- * transposed into Z.  Each element gets the same fused multiply-adds in the
- * same order as in fm_gemm_forward, so the numbers are the same. */
+ * W^T, with W (n_out x K, row stride ldw) as it lies, for a few rows (see
+ * fm_forward_by_weights_pays): Z^T = W . A^T, a row of 6 of W's elements
+ * broadcast per k.  `scratch`: fm_by_weights_floats(rows, K, n_out) floats. */
 __attribute__((target("avx512f")))
 static void fm_forward_by_weights(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t lda,
                                   const float *W, ptrdiff_t ldw, float *Z, ptrdiff_t n_out,
                                   float *scratch)
 {
-    const ptrdiff_t R = (rows + 15) / 16 * 16;
-    float *At = scratch, *Zt = scratch + K * R;
-    fm_pack_weights_avx512(A, rows, K, lda, At, R, 0, 1, 0);
-    fm_gemm_tiles(W, n_out, K, ldw, 1, At, R, Zt, R, R, 512, 0);
-    fm_transpose(Zt, n_out, rows, R, Z, n_out);
+    fm_by_weights(A, rows, K, lda, W, ldw, 1, Z, n_out, scratch, 512);
 }
 
 /* The hidden delta's product D' (rows x n) := D (rows x n_next, row stride
- * ldd) . W (n_next x n, row stride ldw) for a few rows, computed as D'^T =
- * W^T . D^T: W's elements broadcast (a column of 6 per k), D^T packed in
- * `scratch` (fm_by_weights_floats(rows, n_next, n) floats, 64-byte aligned).
- * fm_gemm_forward on W itself loads its rows' vectors at the offsets the
- * bias column leaves, 15 in 16 of them across two cache lines; here every
- * vector load is aligned.  The same sums in the same order. */
+ * ldd) . W (n_next x n, row stride ldw) for a few rows: D'^T = W^T . D^T, a
+ * column of 6 of W's elements broadcast per k.  fm_gemm_forward on W itself
+ * loads its rows' vectors at the offsets the bias column leaves, 15 in 16 of
+ * them across two cache lines; here no vector load is.  `scratch`:
+ * fm_by_weights_floats(rows, n_next, n) floats.  k's in blocks of 64, so
+ * that the block of D^T and the lines of W's columns stay in L1 (64 x 2048
+ * x 2048 on one Zen 5 core, the quieter of two passes, GFLOP/s: 223-231 in
+ * blocks of 64, 184-225 of 128, 114-185 of 256, 116-154 of 512). */
 __attribute__((target("avx512f")))
 static void fm_delta_by_weights(const float *D, ptrdiff_t rows, ptrdiff_t n_next, ptrdiff_t ldd,
                                 const float *W, ptrdiff_t ldw, float *Dout, ptrdiff_t n,
                                 float *scratch)
 {
-    const ptrdiff_t R = (rows + 15) / 16 * 16;
-    float *Dt = scratch, *Ot = scratch + n_next * R;
-    fm_pack_weights_avx512(D, rows, n_next, ldd, Dt, R, 0, 1, 0);
-    fm_gemm_tiles(W, n, n_next, 1, ldw, Dt, R, Ot, R, R, 64, 0);
-    fm_transpose(Ot, n, rows, R, Dout, n);
+    fm_by_weights(D, rows, n_next, ldd, W, 1, ldw, Dout, n, scratch, 64);
 }
 
 /* Whether the forward product of `rows` rows into n_out outputs goes by
