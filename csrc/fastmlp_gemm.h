@@ -207,9 +207,10 @@ static inline __mmask16 fm_tail_mask(ptrdiff_t cols)
 #define FM_FETCH_AHEAD 48
 
 /* Z rows [0, mr) x vectors [0, nv) of the forward product over k in [0, K),
- * A's element (r, k) at A[r * lar + k * lak]; mr <= 6, nv <= 5.  With `accumulate` the sums start from Z's values (the
- * previous block of k's), else from zero: either way each element gets the
- * same fused multiply-adds in the same order as in one pass over all k.
+ * A's element (r, k) at A[r * lar + k * lak]; mr <= 6, nv <= 5.  With
+ * `accumulate` the sums start from Z's values (the previous block of k's),
+ * else from zero: either way each element gets the same fused multiply-adds
+ * in the same order as in one pass over all k.
  * With `ahead` > 0, P has that many rows from its first, and the tile fetches
  * them FM_FETCH_AHEAD rows before it loads them (into the next block). */
 __attribute__((target("avx512f"), always_inline))
