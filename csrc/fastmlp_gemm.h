@@ -261,6 +261,14 @@ static inline void fm_fwd_tile(const float *A, ptrdiff_t lar, ptrdiff_t lak, ptr
     }
 #define FM_FWD_CASES(MR) FM_FWD_CASES_AHEAD(MR, 0)
 
+/* How many of a layer's last columns fm_gemm_forward computes by dot products
+ * with W's rows (fm_fwd_dot_cols): the n_out % 16 past a multiple of 16, when
+ * they are 8 or fewer and not the whole layer; else 0. */
+static inline ptrdiff_t fm_dot_cols(ptrdiff_t n_out)
+{
+    return n_out > 16 && n_out % 16 <= 8 ? n_out % 16 : 0;
+}
+
 /* Z[i, j0 + q] for rows i in [0, rows) and q in [0, 4), each the dot product of
  * A's row i with W's row j0 + q over k in [0, K): 16 k's a lane, in order, then
  * the lanes summed.  4 rows x 4 columns at a time; a tile past the last row or
@@ -370,8 +378,8 @@ static void fm_gemm_forward(const float *A, ptrdiff_t rows, ptrdiff_t K, ptrdiff
     const ptrdiff_t kc = K * 320 <= 262144 ? K : 512;
     /* the last n_out % 16 columns, when 8 or fewer, by dot products with W's rows */
     ptrdiff_t n_vec = n_out;
-    if (W != NULL && n_out > 16 && n_out % 16 != 0 && n_out % 16 <= 8) {
-        n_vec = n_out - n_out % 16;
+    if (W != NULL && fm_dot_cols(n_out) > 0) {
+        n_vec = n_out - fm_dot_cols(n_out);
         fm_fwd_dot_cols(A, rows, K, lda, W + n_vec * ldw, ldw, n_out - n_vec, Z + n_vec, n_out);
     }
     fm_gemm_tiles(A, rows, K, lda, 1, P, NP, Z, n_out, n_vec, kc, 1);
@@ -457,7 +465,7 @@ static void fm_delta_by_weights(const float *D, ptrdiff_t rows, ptrdiff_t n_next
  * fm_gemm_forward, whose sums are in another order. */
 static inline int fm_forward_by_weights_pays(ptrdiff_t rows, ptrdiff_t n_out)
 {
-    return rows >= 16 && rows <= 64 && n_out >= 128 && !(n_out % 16 != 0 && n_out % 16 <= 8);
+    return rows >= 16 && rows <= 64 && n_out >= 128 && fm_dot_cols(n_out) == 0;
 }
 
 /* Whether the hidden delta of `rows` rows from n_next outputs goes by
