@@ -14,9 +14,9 @@
  * from 250 x 10 x 30 to 16 x 2048 x 2048.  A slice's chunk of up to 64 rows
  * takes both products transposed instead, "by weights" (fm_forward_product,
  * fm_delta_product): W's elements are broadcast, the few rows are packed, and
- * a wide layer's forward then needs no packed copy of W at all.  fastmlp uses these kernels when
- * the CPU has AVX-512F (checked at run time) and sgemm otherwise; the tests
- * run the training step both ways.
+ * a wide layer's forward then needs no packed copy of W at all.  fastmlp uses
+ * these kernels when the CPU has AVX-512F (checked at run time) and sgemm
+ * otherwise; the tests run the training step both ways.
  *
  * Summation runs over k in order, with one fused multiply-add per term, so a
  * result is the same on every AVX-512 machine.
@@ -215,9 +215,8 @@ static inline __mmask16 fm_tail_mask(ptrdiff_t cols)
  * them FM_FETCH_AHEAD rows before it loads them (into the next block). */
 __attribute__((target("avx512f"), always_inline))
 static inline void fm_fwd_tile(const float *A, ptrdiff_t lar, ptrdiff_t lak, ptrdiff_t K,
-                               const float *P,
-                               ptrdiff_t NP, float *Z, ptrdiff_t ldz, const int mr,
-                               const int nv, __mmask16 last, int accumulate,
+                               const float *P, ptrdiff_t NP, float *Z, ptrdiff_t ldz,
+                               const int mr, const int nv, __mmask16 last, int accumulate,
                                ptrdiff_t ahead)
 {
     __m512 acc[6][5];
